@@ -1,0 +1,71 @@
+"""The FastAPI application: ``create_app()`` builds it; ``eri api`` serves it with uvicorn."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.gzip import GZipMiddleware
+
+from api import problems
+from api.deps import Services
+from api.routes import health
+from eri.db import create_engine, session_factory
+from eri.logging import get_logger
+from eri.settings import Settings, get_settings
+
+log = get_logger("eri.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.effective_database_url)
+        app.state.services = Services(settings, engine, session_factory(engine))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ERI",
+        summary="Immediate response to human trafficking: cases, tasks, audit, handoffs",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    problems.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = "req_" + uuid.uuid4().hex[:16]
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        route = request.scope.get("route")
+        log.info(
+            "request",
+            request_id=request_id,
+            method=request.method,
+            route=getattr(route, "path", "unmatched"),
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,140 @@
+"""RFC 9457 problem+json for every error, in Spanish or English.
+
+Bodies are built only from a stable ``type``, a title and a detail that the code chose: never an
+exception's text, a stack trace or the rejected input (FastAPI's default 422 body echoes the
+input, which may hold victim data, so it is replaced here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from eri.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://eri.invalid/problems/"
+log = get_logger(__name__)
+
+# Stable problem types with their titles (es, en).
+TITLES: dict[str, tuple[str, str]] = {
+    "bad-request": ("Solicitud inválida", "Bad request"),
+    "unauthorized": ("No autenticado", "Not authenticated"),
+    "forbidden": ("Acceso denegado", "Access denied"),
+    "not-found": ("No encontrado", "Not found"),
+    "method-not-allowed": ("Método no permitido", "Method not allowed"),
+    "conflict": ("Conflicto", "Conflict"),
+    "gone": ("Ya no disponible", "Gone"),
+    "precondition-failed": ("Precondición fallida", "Precondition failed"),
+    "payload-too-large": ("Contenido demasiado grande", "Payload too large"),
+    "unsupported-media-type": ("Tipo de contenido no admitido", "Unsupported media type"),
+    "validation-error": ("Datos inválidos", "Invalid data"),
+    "not-ready": ("Servicio no disponible", "Service not ready"),
+    "internal-error": ("Error interno", "Internal error"),
+}
+_STATUS_TYPES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    410: "gone",
+    412: "precondition-failed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    503: "not-ready",
+}
+
+
+def language(request: Request) -> str:
+    """``en`` when the client prefers English, else Spanish (the protocols' language)."""
+    header = request.headers.get("accept-language", "")
+    for part in header.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("es"):
+            return "es"
+        if tag.startswith("en"):
+            return "en"
+    return "es"
+
+
+@dataclass
+class Problem(Exception):
+    """Raise to answer with problem+json. ``detail`` is a message the code wrote (es, en)."""
+
+    status: int
+    type: str
+    detail: tuple[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] | None = None
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    type_: str,
+    detail: tuple[str, str] | str | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    lang = language(request)
+    idx = 0 if lang == "es" else 1
+    title = TITLES.get(type_, TITLES["internal-error"])[idx]
+    body: dict[str, Any] = {"type": TYPE_BASE + type_, "title": title, "status": status}
+    if isinstance(detail, tuple):
+        body["detail"] = detail[idx]
+    elif detail:
+        body["detail"] = detail
+    if extra:
+        body.update(extra)
+    hdrs = {"Content-Language": lang, **(headers or {})}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=hdrs)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    # Location and error code only: ``input`` and ``ctx`` can hold the submitted values.
+    return [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "code": str(err.get("type", "invalid")),
+        }
+        for err in exc.errors()
+    ]
+
+
+def install(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(request, exc.status, exc.type, exc.detail, exc.extra, exc.headers)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        type_ = _STATUS_TYPES.get(exc.status_code, "bad-request" if exc.status_code < 500 else "internal-error")
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail not in {"Not Found"} else None
+        return problem_response(request, exc.status_code, type_, detail, headers=exc.headers)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(
+            request,
+            422,
+            "validation-error",
+            ("Revise los campos indicados.", "Check the fields listed."),
+            extra={"errors": _field_errors(exc)},
+        )
+
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error_type=type(exc).__name__, route=request.url.path)
+        return problem_response(request, 500, "internal-error")
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unhandled)

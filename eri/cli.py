@@ -1,0 +1,146 @@
+"""The ``eri`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+import typer
+
+from eri.logging import configure_logging
+from eri.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, help="ERI: immediate response to human trafficking.")
+probe_app = typer.Typer(no_args_is_help=True, help="End-to-end liveness probe workflows.")
+app.add_typer(probe_app, name="probe")
+
+
+def _settings(component: str) -> Settings:
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings, component=component)
+    return settings
+
+
+@app.command()
+def up() -> None:
+    """Run ERI on the embedded default: Temporal dev server, migrations, worker and API."""
+    from eri.supervisor import up as run_up
+
+    raise typer.Exit(run_up(_settings("up")))
+
+
+@app.command()
+def temporal() -> None:
+    """Run the Temporal dev server alone (development only)."""
+    from eri.supervisor import run_temporal
+
+    raise typer.Exit(run_temporal(_settings("temporal")))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker (production role; scale out by running more)."""
+    from eri.worker import run_worker
+
+    asyncio.run(run_worker(_settings("worker")))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API with uvicorn (production role; scale out behind a proxy)."""
+    import uvicorn
+
+    settings = _settings("api")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from eri.db import upgrade
+
+    settings = _settings("migrate")
+    settings.ensure_dirs()
+    upgrade(settings.effective_database_url)
+    typer.echo("database migrated")
+
+
+@probe_app.command("start")
+def probe_start(max_wait_seconds: int = 86400) -> None:
+    """Start a probe workflow and print its id."""
+    from eri import temporal as t
+    from workflows.probe import ProbeWorkflow
+
+    settings = _settings("probe")
+
+    async def go() -> str:
+        client = await t.connect(settings)
+        handle = await client.start_workflow(
+            ProbeWorkflow.run,
+            max_wait_seconds,
+            id="probe_" + uuid.uuid4().hex[:16],
+            task_queue=settings.temporal_task_queue,
+        )
+        return handle.id
+
+    typer.echo(asyncio.run(go()))
+
+
+@probe_app.command("finish")
+def probe_finish(workflow_id: str) -> None:
+    """Finish a probe workflow and print how many beats it received."""
+    from eri import temporal as t
+    from workflows.probe import ProbeWorkflow
+
+    settings = _settings("probe")
+
+    async def go() -> int:
+        client = await t.connect(settings)
+        handle = client.get_workflow_handle_for(ProbeWorkflow.run, workflow_id)
+        await handle.signal(ProbeWorkflow.finish)
+        return await handle.result()
+
+    typer.echo(asyncio.run(go()))
+
+
+def main() -> None:
+    """Entry point. Exits with ``os._exit`` after flushing: the Temporal SDK can crash at
+    interpreter shutdown (sdk-python issue 300), which must not turn a success into a failure."""
+    try:
+        app(standalone_mode=False)
+        code = 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except Exception as exc:  # click usage errors and the like
+        from click import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            code = exc.exit_code
+        else:
+            raise
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

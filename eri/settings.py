@@ -1,0 +1,133 @@
+"""Settings, read from the environment with the prefix ``ERI_`` (pydantic-settings).
+
+Development mode creates its local secrets under ``ERI_KEYS_DIR`` on first run (mode 0600);
+outside development a missing or placeholder secret stops start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = frozenset(
+    {"", "changeme", "change-me", "placeholder", "secret", "password", "xxx", "todo", "example"}
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SettingsError(RuntimeError):
+    """Configuration that must stop start-up; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERI_", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "eri"
+    temporal_task_queue: str = "eri-cases"
+    temporal_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Dev server only (``eri temporal`` / ``eri up``): the Web UI and the server's side ports.
+    temporal_ui_port: int = 8233
+    temporal_http_port: int = 7243
+    temporal_metrics_port: int = 7234
+
+    # Storage
+    data_dir: Path = Path("data")
+    keys_dir: Path | None = None
+    database_url: str | None = None
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ui_origin: str | None = None  # origin of the Temporal Web UI allowed to call /codec (CORS)
+
+    # Secrets outside development come from the environment
+    kek: SecretStr | None = None  # base64 key-encryption key (ERI_KEK)
+
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.database_url is None:
+                raise SettingsError(
+                    "ERI_DATABASE_URL must be set in production "
+                    "(e.g. postgresql+asyncpg://eri@db:5432/eri)"
+                )
+            if self.kek is None or self.kek.get_secret_value().strip().lower() in PLACEHOLDERS:
+                raise SettingsError(
+                    "ERI_KEK must hold the base64 key-encryption key in production; "
+                    "a missing or placeholder value is refused"
+                )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is not Environment.PRODUCTION
+
+    @cached_property
+    def effective_keys_dir(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'eri.db').as_posix()}"
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.environment is Environment.DEVELOPMENT else "json"
+
+    @property
+    def temporal_host_port(self) -> tuple[str, int]:
+        host, _, port = self.temporal_address.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    @property
+    def codec_endpoint(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}/codec"
+
+    def dev_secret(self, name: str, size: int = 32) -> bytes:
+        """Read the development secret ``name``, creating it (mode 0600) on first use.
+
+        Outside development the file must already exist: nothing is invented in production.
+        """
+        path = self.effective_keys_dir / name
+        if not path.exists():
+            if not self.is_development:
+                raise SettingsError(f"secret file {path} is missing; provision it before start-up")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(size))
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise SettingsError(f"secret file {path} is readable by others (mode {mode:o}); chmod 600")
+        return path.read_bytes()
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.effective_keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def get_settings() -> Settings:
+    return Settings()

