@@ -7,6 +7,7 @@ input, which may hold victim data, so it is replaced here).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ def problem_response(
     type_: str,
     detail: tuple[str, str] | str | None = None,
     extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     lang = language(request)
     idx = 0 if lang == "es" else 1
@@ -116,8 +117,12 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        type_ = _STATUS_TYPES.get(exc.status_code, "bad-request" if exc.status_code < 500 else "internal-error")
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail not in {"Not Found"} else None
+        type_ = _STATUS_TYPES.get(
+            exc.status_code, "bad-request" if exc.status_code < 500 else "internal-error"
+        )
+        detail = (
+            exc.detail if isinstance(exc.detail, str) and exc.detail not in {"Not Found"} else None
+        )
         return problem_response(request, exc.status_code, type_, detail, headers=exc.headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:

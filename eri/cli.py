@@ -79,6 +79,33 @@ def migrate() -> None:
     typer.echo("database migrated")
 
 
+@app.command()
+def workers() -> None:
+    """Exit 0 when at least one worker polls ERI's task queue (a worker healthcheck)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    from eri import temporal as t
+
+    settings = _settings("workers")
+
+    async def go() -> int:
+        client = await t.connect(settings)
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.temporal_task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        return len(resp.pollers)
+
+    pollers = asyncio.run(go())
+    typer.echo(f"{pollers} worker(s) polling {settings.temporal_task_queue}")
+    raise typer.Exit(0 if pollers else 1)
+
+
 @probe_app.command("start")
 def probe_start(max_wait_seconds: int = 86400) -> None:
     """Start a probe workflow and print its id."""

@@ -67,7 +67,13 @@ def drop_unlisted_keys(
     """Keep only allow-listed keys; report how many were dropped, never their values."""
     exc = event_dict.pop("exc_info", None)
     if exc:
-        exc_type = sys.exc_info()[0] if exc is True else type(exc) if isinstance(exc, BaseException) else None
+        exc_type = (
+            sys.exc_info()[0]
+            if exc is True
+            else type(exc)
+            if isinstance(exc, BaseException)
+            else None
+        )
         if exc_type is not None:
             event_dict.setdefault("error_type", exc_type.__name__)
     dropped = [k for k in event_dict if k not in ALLOWED_KEYS]
@@ -115,7 +121,9 @@ def configure_logging(settings: Settings, *, component: str = "eri") -> None:
             drop_unlisted_keys,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else 20),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            level if isinstance(level, int) else 20
+        ),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

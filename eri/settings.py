@@ -121,7 +121,9 @@ class Settings(BaseSettings):
                 fh.write(secrets.token_bytes(size))
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
-            raise SettingsError(f"secret file {path} is readable by others (mode {mode:o}); chmod 600")
+            raise SettingsError(
+                f"secret file {path} is readable by others (mode {mode:o}); chmod 600"
+            )
         return path.read_bytes()
 
     def ensure_dirs(self) -> None:

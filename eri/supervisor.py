@@ -37,7 +37,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def spawn(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
     # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
-    return subprocess.Popen(list(cmd), preexec_fn=_die_with_parent, start_new_session=True)  # noqa: PLW1509
+    return subprocess.Popen(list(cmd), preexec_fn=_die_with_parent, start_new_session=True)  # noqa: S603 (our own argv)
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -78,7 +78,9 @@ def up(settings: Settings) -> int:
     return _supervise(settings, [server], start_rest=True)
 
 
-def _supervise(settings: Settings, procs: list[subprocess.Popen[bytes]], *, start_rest: bool) -> int:
+def _supervise(
+    settings: Settings, procs: list[subprocess.Popen[bytes]], *, start_rest: bool
+) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -16,6 +16,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client
@@ -85,10 +86,11 @@ async def connect_with_retry(settings: Settings, *, timeout: float = 60.0) -> Cl
 
 
 async def set_retention(client: Client, namespace: str, days: int) -> None:
+    ttl = Duration()
+    ttl.FromTimedelta(timedelta(days=days))
     await client.workflow_service.update_namespace(
         UpdateNamespaceRequest(
-            namespace=namespace,
-            config=NamespaceConfig(workflow_execution_retention_ttl=timedelta(days=days)),
+            namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)
         )
     )
 

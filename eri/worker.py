@@ -35,7 +35,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker_started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
+    log.info(
+        "worker_started",
+        task_queue=settings.temporal_task_queue,
+        namespace=settings.temporal_namespace,
+    )
     async with worker:
         await stop.wait()
     log.info("worker_stopped")

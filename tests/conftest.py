@@ -14,7 +14,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -127,12 +127,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ERI_* variables from the developer's shell leak into a test."""
     for key in list(os.environ):
         if key.startswith("ERI_"):
             monkeypatch.delenv(key)
-    yield
 
 
 # sdk-python issue 300: the Temporal SDK can crash at interpreter exit after all work is done

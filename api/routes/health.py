@@ -46,7 +46,9 @@ async def readyz(request: Request, services: ServicesDep) -> JSONResponse:
         *(asyncio.wait_for(check(services), CHECK_TIMEOUT) for check in checks.values()),
         return_exceptions=True,
     )
-    down = [name for name, res in zip(checks, results, strict=True) if isinstance(res, BaseException)]
+    down = [
+        name for name, res in zip(checks, results, strict=True) if isinstance(res, BaseException)
+    ]
     if down:
         names = ", ".join(down)
         return problem_response(

@@ -30,8 +30,12 @@ async def _serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def api(temporal_env: WorkflowEnvironment, database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, temporal_address=_address(temporal_env))
+async def api(
+    temporal_env: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, temporal_address=_address(temporal_env)
+    )
     async for client in _serve(create_app(settings)):
         yield client
 
@@ -48,7 +52,9 @@ async def test_readyz_when_temporal_and_database_answer(api: httpx.AsyncClient) 
 
 
 async def test_readyz_names_an_unreachable_temporal(tmp_path: Path, database_url: str) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, temporal_address=f"127.0.0.1:{free_port()}")
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, temporal_address=f"127.0.0.1:{free_port()}"
+    )
     async for client in _serve(create_app(settings)):
         r = await client.get("/readyz", headers={"Accept-Language": "en"})
         assert r.status_code == 503
@@ -59,9 +65,13 @@ async def test_readyz_names_an_unreachable_temporal(tmp_path: Path, database_url
         assert body["detail"] == "Not reachable: temporal"
 
 
-async def test_readyz_names_an_unreachable_database(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_readyz_names_an_unreachable_database(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
-    settings = Settings(data_dir=tmp_path, database_url=url, temporal_address=_address(temporal_env))
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, temporal_address=_address(temporal_env)
+    )
     async for client in _serve(create_app(settings)):
         r = await client.get("/readyz")
         assert r.status_code == 503
@@ -89,7 +99,9 @@ class _Intake(BaseModel):
 
 
 async def test_validation_errors_name_fields_and_never_echo_input(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/e.db"))
+    app = create_app(
+        Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/e.db")
+    )
 
     @app.post("/echo")
     async def echo(body: _Intake) -> dict[str, str]:
@@ -100,16 +112,25 @@ async def test_validation_errors_name_fields_and_never_echo_input(tmp_path: Path
         raise RuntimeError(f"failed for {PLANTED}")
 
     async for client in _serve(app):
-        r = await client.post("/echo", json={"name": PLANTED, "age": PLANTED}, headers={"Accept-Language": "en-US"})
+        r = await client.post(
+            "/echo", json={"name": PLANTED, "age": PLANTED}, headers={"Accept-Language": "en-US"}
+        )
         assert r.status_code == 422
         assert PLANTED not in r.text
         assert r.json()["errors"] == [{"field": "age", "code": "int_parsing"}]
         assert r.json()["title"] == "Invalid data"
-        r = await client.post("/echo", content=b"{not json " + PLANTED.encode(), headers={"content-type": "application/json"})
+        r = await client.post(
+            "/echo",
+            content=b"{not json " + PLANTED.encode(),
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 422
         assert PLANTED not in r.text
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
         r = await client.get("/boom")
         assert r.status_code == 500
         assert r.headers["content-type"] == "application/problem+json"

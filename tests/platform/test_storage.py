@@ -41,9 +41,15 @@ async def test_data_key_rows_round_trip_and_ids_are_unique(database_url: str) ->
     now = datetime.now(UTC)
     try:
         async with sessions.begin() as session:
-            session.add(DataKey(key_id="case_k1", version=1, kek_id="kek_a", wrapped=b"\x00\x01", created_at=now))
+            session.add(
+                DataKey(
+                    key_id="case_k1", version=1, kek_id="kek_a", wrapped=b"\x00\x01", created_at=now
+                )
+            )
         async with sessions() as session:
-            row = (await session.execute(select(DataKey).where(DataKey.key_id == "case_k1"))).scalar_one()
+            row = (
+                await session.execute(select(DataKey).where(DataKey.key_id == "case_k1"))
+            ).scalar_one()
             assert (row.version, row.kek_id, row.wrapped) == (1, "kek_a", b"\x00\x01")
             assert row.created_at == now
             assert row.created_at.tzinfo is not None

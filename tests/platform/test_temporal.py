@@ -18,7 +18,9 @@ def _settings(tmp_path: Path, queue: str) -> Settings:
     return Settings(data_dir=tmp_path, temporal_task_queue=queue)
 
 
-async def test_probe_runs_on_the_dev_server_with_the_eri_worker(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_probe_runs_on_the_dev_server_with_the_eri_worker(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     queue = "q-" + uuid.uuid4().hex
     async with build_worker(temporal_env.client, _settings(tmp_path, queue)):
         handle = await temporal_env.client.start_workflow(
@@ -41,7 +43,9 @@ async def test_dev_server_has_the_eri_search_attributes(temporal_env: WorkflowEn
     assert {k.name for k in search_attributes.ALL} <= set(resp.custom_attributes)
 
 
-async def test_time_skipping_server_skips_a_day(time_skipping_env: WorkflowEnvironment, tmp_path: Path) -> None:
+async def test_time_skipping_server_skips_a_day(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
     queue = "q-" + uuid.uuid4().hex
     async with build_worker(time_skipping_env.client, _settings(tmp_path, queue)):
         before = await time_skipping_env.get_current_time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -51,6 +52,17 @@ def up_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+async def _retention_days(address: str) -> int:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    client = await Client.connect(address, namespace="eri")
+    resp = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace="eri")
+    )
+    return resp.config.workflow_execution_retention_ttl.ToTimedelta().days
+
+
 def _eri(*args: str) -> list[str]:
     return [sys.executable, "-m", "eri.cli", *args]
 
@@ -75,12 +87,16 @@ def _wait_ready(env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -
 
 
 def _run(env: dict[str, str], cwd: Path, *args: str) -> str:
-    out = subprocess.run(_eri(*args), cwd=cwd, env=env, capture_output=True, timeout=60, check=False)
+    out = subprocess.run(
+        _eri(*args), cwd=cwd, env=env, capture_output=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     return out.stdout.decode().strip()
 
 
-def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(up_env: dict[str, str], tmp_path: Path) -> None:
+def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(
+    up_env: dict[str, str], tmp_path: Path
+) -> None:
     log = tmp_path / "up.log"
     proc = _start(up_env, tmp_path, log)
     try:
@@ -91,6 +107,8 @@ def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(up_env: dict[str, str], t
         assert (tmp_path / "data" / "temporal.db").exists()
         assert (tmp_path / "data" / "eri.db").exists()
         assert (tmp_path / "data").stat().st_mode & 0o077 == 0
+
+        assert asyncio.run(_retention_days(up_env["ERI_TEMPORAL_ADDRESS"])) == 30
 
         probe = _run(up_env, tmp_path, "probe", "start")
         assert probe.startswith("probe_")
@@ -121,7 +139,9 @@ def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(up_env: dict[str, str], t
             proc.kill()
 
 
-def test_killing_the_supervisor_takes_its_children_down(up_env: dict[str, str], tmp_path: Path) -> None:
+def test_killing_the_supervisor_takes_its_children_down(
+    up_env: dict[str, str], tmp_path: Path
+) -> None:
     log = tmp_path / "up.log"
     proc = _start(up_env, tmp_path, log)
     try:
