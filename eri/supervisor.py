@@ -28,6 +28,7 @@ from eri.settings import Settings
 log = get_logger("eri.up")
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 15.0
+DEV_KEK_FILE = "kek"
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -74,6 +75,8 @@ def run_temporal(settings: Settings) -> int:
 def up(settings: Settings) -> int:
     os.umask(0o077)  # the data directory holds case data: private to the service user
     settings.ensure_dirs()
+    if settings.is_development:
+        settings.dev_secret(DEV_KEK_FILE)  # created 0600 on first run, reused afterwards
     server = spawn(temporal.dev_server_command(settings))
     return _supervise(settings, [server], start_rest=True)
 

@@ -107,6 +107,9 @@ def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(
         assert (tmp_path / "data" / "temporal.db").exists()
         assert (tmp_path / "data" / "eri.db").exists()
         assert (tmp_path / "data").stat().st_mode & 0o077 == 0
+        kek = tmp_path / "data" / "keys" / "kek"
+        assert kek.stat().st_mode & 0o777 == 0o600
+        first_kek = kek.read_bytes()
 
         assert asyncio.run(_retention_days(up_env["ERI_TEMPORAL_ADDRESS"])) == 30
 
@@ -127,6 +130,7 @@ def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(
         proc = _start(up_env, tmp_path, log)
         _wait_ready(up_env, proc, log)
         assert _run(up_env, tmp_path, "probe", "finish", probe) == "0"
+        assert kek.read_bytes() == first_kek  # the development key survives restarts
 
         children = _descendants(proc.pid)
         proc.send_signal(signal.SIGINT)  # what one Ctrl-C delivers
