@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Integer, LargeBinary, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -54,3 +64,43 @@ class DataKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     rewrapped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     shredded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LedgerHead(Base):
+    """One row: the size of the ledger. Appenders lock it, so indices are dense and ordered."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class LedgerEntry(Base):
+    """An append-only, PII-free record of one case action or denied access.
+
+    Only opaque ids and coded values: the details of an action live encrypted in the vault (or
+    nowhere); the ledger keeps the SHA-256 of their canonical form.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_ledger_entries_idempotency_key"),
+        UniqueConstraint("case_id", "case_seq", name="uq_ledger_entries_case_seq"),
+        Index("ix_ledger_entries_recorded_at", "recorded_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    idempotency_key: Mapped[str] = mapped_column(String(160), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    case_id: Mapped[str | None] = mapped_column(String(64))
+    case_seq: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    protocol_id: Mapped[str | None] = mapped_column(String(32))
+    protocol_version: Mapped[str | None] = mapped_column(String(32))
+    step_id: Mapped[str | None] = mapped_column(String(96))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    actor_institution: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    deadline_status: Mapped[str | None] = mapped_column(String(16))
+    detail_hash: Mapped[str | None] = mapped_column(String(64))

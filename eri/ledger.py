@@ -1,0 +1,144 @@
+"""The ledger: an append-only, PII-free log of every case action and every denied access.
+
+Each entry gets a dense global sequence (its future Merkle leaf index, see the audit issue) and a
+per-case sequence. Appends are idempotent: a retried activity or request that presents the same
+idempotency key gets the first entry back and writes nothing. Fields hold only opaque ids and
+coded values, checked on the way in, so a name or a statement cannot slip into the audit trail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from eri.db.models import LedgerEntry, LedgerHead
+
+OPAQUE_ID = r"^[a-z]{2,12}_[A-Za-z0-9_-]{4,48}$"
+CODE = r"^[a-z0-9][a-z0-9_.:-]{0,95}$"
+INSTITUTION = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Action(StrEnum):
+    CASE_OPENED = "case.opened"
+    CASE_VIEWED = "case.viewed"
+    CASE_CLOSED = "case.closed"
+    CASE_SHREDDED = "case.shredded"
+    TASK_OPENED = "task.opened"
+    TASK_CLAIMED = "task.claimed"
+    TASK_UNCLAIMED = "task.unclaimed"
+    TASK_COMPLETED = "task.completed"
+    TASK_REASSIGNED = "task.reassigned"
+    DEADLINE_MET = "deadline.met"
+    DEADLINE_MISSED = "deadline.missed"
+    ESCALATION = "escalation.rung"
+    CONSENT_RECORDED = "consent.recorded"
+    CONSENT_REVOKED = "consent.revoked"
+    FACT_CHANGED = "fact.changed"
+    PAYLOAD_DECODED = "payload.decoded"
+    PAYLOAD_ENCODED = "payload.encoded"
+    KEYS_ROTATED = "keys.rotated"
+    ACCESS_DENIED = "access.denied"
+    HANDOFF_CUSTODY = "handoff.custody"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class Record(BaseModel):
+    """What a caller appends. Every string is an opaque id or a code (validated)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    idempotency_key: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{8,160}$")
+    action: Action
+    outcome: Outcome = Outcome.OK
+    case_id: str | None = Field(default=None, pattern=OPAQUE_ID)
+    protocol_id: str | None = Field(default=None, pattern=CODE)
+    protocol_version: str | None = Field(default=None, pattern=CODE)
+    step_id: str | None = Field(default=None, pattern=CODE)
+    actor_id: str | None = Field(default=None, pattern=OPAQUE_ID)
+    actor_role: str | None = Field(default=None, pattern=CODE)
+    actor_institution: str | None = Field(default=None, pattern=INSTITUTION)
+    deadline_status: str | None = Field(default=None, pattern=r"^(on_time|late|none)$")
+    detail_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    recorded_at: datetime | None = None
+
+
+def detail_hash(detail: Any) -> str:
+    """SHA-256 of the canonical JSON of an action's details (which live elsewhere, encrypted)."""
+    canonical = json.dumps(
+        detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _Exists(Exception):
+    def __init__(self, entry: LedgerEntry) -> None:
+        self.entry = entry
+
+
+async def append(sessions: async_sessionmaker[AsyncSession], record: Record) -> LedgerEntry:
+    """Append ``record`` once; the same idempotency key returns the existing entry."""
+    try:
+        async with sessions() as session, session.begin():
+            # Take the write lock first (the head row): appends are serialised, sequences are
+            # dense and ordered, and SQLite never has to upgrade a read snapshot to a write.
+            size = (
+                await session.execute(
+                    update(LedgerHead)
+                    .where(LedgerHead.id == 1)
+                    .values(size=LedgerHead.size + 1)
+                    .returning(LedgerHead.size)
+                )
+            ).scalar_one()
+            existing = await _by_key(session, record.idempotency_key)
+            if existing is not None:
+                session.expunge(existing)  # keep it loaded through the rollback
+                raise _Exists(existing)  # rolls the head back
+            case_seq = None
+            if record.case_id is not None:
+                last = (
+                    await session.execute(
+                        select(LedgerEntry.case_seq)
+                        .where(LedgerEntry.case_id == record.case_id)
+                        .order_by(LedgerEntry.case_seq.desc())
+                        .limit(1)
+                    )
+                ).scalar_one_or_none()
+                case_seq = (last or 0) + 1
+            entry = LedgerEntry(
+                seq=size - 1,
+                case_seq=case_seq,
+                recorded_at=record.recorded_at or datetime.now(UTC),
+                **record.model_dump(exclude={"recorded_at"}),
+            )
+            session.add(entry)
+    except _Exists as exists:
+        return exists.entry
+    return entry
+
+
+async def _by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
+    result = await session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    return result.scalar_one_or_none()
+
+
+async def entries(
+    sessions: async_sessionmaker[AsyncSession], *, case_id: str | None = None
+) -> list[LedgerEntry]:
+    async with sessions() as session:
+        query = select(LedgerEntry).order_by(LedgerEntry.seq)
+        if case_id is not None:
+            query = query.where(LedgerEntry.case_id == case_id)
+        return list((await session.execute(query)).scalars())
