@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from api import problems
 from api.deps import Services
 from api.routes import health
+from eri.auth import Verifier
 from eri.db import create_engine, session_factory
 from eri.logging import get_logger
 from eri.settings import Settings, get_settings
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
-        app.state.services = Services(settings, engine, session_factory(engine))
+        app.state.services = Services(settings, engine, session_factory(engine), Verifier(settings))
         try:
             yield
         finally:

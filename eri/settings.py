@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     ui_origin: str | None = None  # origin of the Temporal Web UI allowed to call /codec (CORS)
 
+    # Authentication: tokens from the local issuer (embedded default) or an OIDC provider
+    jwt_issuer: str = "eri-local"
+    jwt_audience: str = "eri-api"
+    oidc_jwks_url: str | None = None  # production: verify tokens with the provider's JWKS
+    token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
     # Secrets outside development come from the environment
     kek: SecretStr | None = None  # base64 key-encryption key (ERI_KEK)
 

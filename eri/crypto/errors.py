@@ -31,7 +31,7 @@ class KeyShreddedError(CryptoError):
 
 
 class KeyFileError(CryptoError):
-    """A key file is missing, malformed, or readable by group or others."""
+    """A KEK file or KEK value is missing or malformed, or a KEK file is open to group/others."""
 
 
 class InvalidKeyIdError(CryptoError, ValueError):
