@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
-from api.routes import health
+from api.routes import codec, health
 from eri.auth import Verifier
-from eri.db import create_engine, session_factory
 from eri.logging import get_logger
+from eri.runtime import open_runtime
 from eri.settings import Settings, get_settings
 
 log = get_logger("eri.api")
@@ -27,12 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.effective_database_url)
-        app.state.services = Services(settings, engine, session_factory(engine), Verifier(settings))
-        try:
+        async with open_runtime(settings) as rt:
+            app.state.services = Services(
+                settings, rt.engine, rt.sessions, Verifier(settings), rt.keyring
+            )
             yield
-        finally:
-            await engine.dispose()
 
     app = FastAPI(
         title="ERI",
@@ -44,6 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)
+    if settings.cors_origins:
+        # Only the Temporal Web UI calls across origins (the codec endpoint).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+            allow_credentials=False,
+            max_age=600,
+        )
 
     @app.middleware("http")
     async def request_context(
@@ -69,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.include_router(health.router)
+    app.include_router(codec.router)
     return app

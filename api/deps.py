@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from eri import temporal
 from eri.auth import Verifier
+from eri.crypto.keys import Keyring
 from eri.settings import Settings
 
 
@@ -21,6 +22,7 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
+    keyring: Keyring
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -29,7 +31,9 @@ class Services:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await asyncio.wait_for(temporal.connect(self.settings), timeout)
+                    self._client = await asyncio.wait_for(
+                        temporal.connect(self.settings, self.keyring), timeout
+                    )
         return self._client
 
 

@@ -8,6 +8,8 @@ issuer and audience are always checked. Authorization (who may do what) is separ
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from eri.settings import Settings
 SIGNING_SECRET = "jwt-signing"  # noqa: S105 (a file name, not a secret)
 ALGORITHMS = ["EdDSA", "RS256", "ES256"]
 CLOCK_SKEW_SECONDS = 30
+OPAQUE_SUBJECT = re.compile(r"[a-z]{2,12}_[A-Za-z0-9_-]{4,48}")
 
 
 class Role(StrEnum):
@@ -37,6 +40,14 @@ class Principal:
     subject: str  # opaque user id, e.g. usr_…
     role: Role
     institution: str  # institution code, e.g. PGN, SBS, DINAF
+
+    @property
+    def actor_id(self) -> str:
+        """An opaque id for the audit trail: the subject if it is one (``usr_…``), else a
+        stable digest of it (an OIDC subject may be an e-mail address)."""
+        if OPAQUE_SUBJECT.fullmatch(self.subject):
+            return self.subject
+        return "sub_" + hashlib.sha256(self.subject.encode()).hexdigest()[:32]
 
     @property
     def group(self) -> str:

@@ -10,6 +10,7 @@ import uuid
 import typer
 
 from eri.logging import configure_logging
+from eri.runtime import open_runtime
 from eri.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="ERI: immediate response to human trafficking.")
@@ -91,7 +92,7 @@ def workers() -> None:
     settings = _settings("workers")
 
     async def go() -> int:
-        client = await t.connect(settings)
+        client = await t.connect(settings, None)
         resp = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=settings.temporal_namespace,
@@ -115,14 +116,15 @@ def probe_start(max_wait_seconds: int = 86400) -> None:
     settings = _settings("probe")
 
     async def go() -> str:
-        client = await t.connect(settings)
-        handle = await client.start_workflow(
-            ProbeWorkflow.run,
-            max_wait_seconds,
-            id="probe_" + uuid.uuid4().hex[:16],
-            task_queue=settings.temporal_task_queue,
-        )
-        return handle.id
+        async with open_runtime(settings) as rt:
+            client = await t.connect(settings, rt.keyring)
+            handle = await client.start_workflow(
+                ProbeWorkflow.run,
+                max_wait_seconds,
+                id="probe_" + uuid.uuid4().hex[:16],
+                task_queue=settings.temporal_task_queue,
+            )
+            return handle.id
 
     typer.echo(asyncio.run(go()))
 
@@ -136,10 +138,11 @@ def probe_finish(workflow_id: str) -> None:
     settings = _settings("probe")
 
     async def go() -> int:
-        client = await t.connect(settings)
-        handle = client.get_workflow_handle_for(ProbeWorkflow.run, workflow_id)
-        await handle.signal(ProbeWorkflow.finish)
-        return await handle.result()
+        async with open_runtime(settings) as rt:
+            client = await t.connect(settings, rt.keyring)
+            handle = client.get_workflow_handle_for(ProbeWorkflow.run, workflow_id)
+            await handle.signal(ProbeWorkflow.finish)
+            return await handle.result()
 
     typer.echo(asyncio.run(go()))
 

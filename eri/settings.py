@@ -64,6 +64,7 @@ class Settings(BaseSettings):
 
     # Secrets outside development come from the environment
     kek: SecretStr | None = None  # base64 key-encryption key (ERI_KEK)
+    kek_previous: SecretStr | None = None  # during a rotation: old KEKs, comma-separated base64
 
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
@@ -107,6 +108,16 @@ class Settings(BaseSettings):
     def temporal_host_port(self) -> tuple[str, int]:
         host, _, port = self.temporal_address.rpartition(":")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """Origins allowed to call the codec endpoint: the Temporal Web UI's."""
+        if self.ui_origin:
+            return [o.strip() for o in self.ui_origin.split(",") if o.strip()]
+        if self.is_development:
+            port = self.temporal_ui_port
+            return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        return []
 
     @property
     def codec_endpoint(self) -> str:

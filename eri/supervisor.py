@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from eri import temporal
+from eri.crypto.wiring import kek_from_settings
 from eri.db import upgrade
 from eri.logging import get_logger
 from eri.settings import Settings
@@ -28,7 +29,6 @@ from eri.settings import Settings
 log = get_logger("eri.up")
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 15.0
-DEV_KEK_FILE = "kek"
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -75,8 +75,7 @@ def run_temporal(settings: Settings) -> int:
 def up(settings: Settings) -> int:
     os.umask(0o077)  # the data directory holds case data: private to the service user
     settings.ensure_dirs()
-    if settings.is_development:
-        settings.dev_secret(DEV_KEK_FILE)  # created 0600 on first run, reused afterwards
+    kek_from_settings(settings)  # development: the local KEK is created 0600 on first run
     server = spawn(temporal.dev_server_command(settings))
     return _supervise(settings, [server], start_rest=True)
 

@@ -23,6 +23,8 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 
 from eri import search_attributes
+from eri.crypto.codec import data_converter
+from eri.crypto.keys import Keyring
 from eri.settings import Settings
 
 #: Server flags shared by ``eri temporal`` and the test harness.
@@ -55,26 +57,28 @@ def find_binary(name: str) -> str:
     return found
 
 
-def data_converter() -> DataConverter:
-    """The data converter of every client, worker, test and the codec endpoint."""
-    return DataConverter.default
+async def connect(settings: Settings, keyring: Keyring | None) -> Client:
+    """A client whose payloads are encrypted per case (``eri.crypto.codec.data_converter``).
 
-
-async def connect(settings: Settings) -> Client:
+    ``keyring=None`` gives a client that cannot read or write case payloads: only for the
+    supervisor and health checks, which touch no workflow data.
+    """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(),
+        data_converter=data_converter(keyring) if keyring is not None else DataConverter.default,
     )
 
 
-async def connect_with_retry(settings: Settings, *, timeout: float = 60.0) -> Client:
+async def connect_with_retry(
+    settings: Settings, keyring: Keyring | None = None, *, timeout: float = 60.0
+) -> Client:
     """Connect, retrying while the server starts; raise the last error after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
-            client = await connect(settings)
+            client = await connect(settings, keyring)
             await client.workflow_service.describe_namespace(
                 DescribeNamespaceRequest(namespace=settings.temporal_namespace)
             )

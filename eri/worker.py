@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from activities import ACTIVITIES
 from eri import temporal
 from eri.logging import get_logger
+from eri.runtime import open_runtime
 from eri.settings import Settings
 from workflows import WORKFLOWS
 
@@ -29,17 +30,18 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 
 
 async def run_worker(settings: Settings) -> None:
-    client = await temporal.connect_with_retry(settings)
-    worker = build_worker(client, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "worker_started",
-        task_queue=settings.temporal_task_queue,
-        namespace=settings.temporal_namespace,
-    )
-    async with worker:
-        await stop.wait()
-    log.info("worker_stopped")
+    async with open_runtime(settings) as runtime:
+        client = await temporal.connect_with_retry(settings, runtime.keyring)
+        worker = build_worker(client, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "worker_started",
+            task_queue=settings.temporal_task_queue,
+            namespace=settings.temporal_namespace,
+        )
+        async with worker:
+            await stop.wait()
+        log.info("worker_stopped")

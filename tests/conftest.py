@@ -22,7 +22,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from eri import search_attributes, temporal
-from eri.db import upgrade
+from eri.crypto.codec import data_converter
+from eri.crypto.kek import LocalFileKEK
+from eri.crypto.keys import Keyring
+from eri.crypto.sql_store import SqlDataKeyStore
+from eri.db import create_engine, session_factory, upgrade
 
 PG_HOST = os.environ.get("ERI_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ERI_TEST_PG_PORT", "5432"))
@@ -43,10 +47,24 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env(session_tmp: Path) -> AsyncIterator[WorkflowEnvironment]:
+async def keyring(session_tmp: Path) -> AsyncIterator[Keyring]:
+    """The session's keyring: a migrated SQLite key store and a local KEK file."""
+    url = f"sqlite+aiosqlite:///{session_tmp / 'keys.db'}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        kek = LocalFileKEK.create_if_missing(session_tmp / "kek")
+        yield Keyring(SqlDataKeyStore(engine, session_factory(engine)), kek)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(session_tmp: Path, keyring: Keyring) -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server; its client encrypts every payload per case (the real codec)."""
     env = await WorkflowEnvironment.start_local(
         namespace="eri",
-        data_converter=temporal.data_converter(),
+        data_converter=data_converter(keyring),
         dev_server_existing_path=temporal.find_binary("temporal"),
         dev_server_database_filename=str(session_tmp / "temporal.db"),
         dev_server_extra_args=list(temporal.DEV_SERVER_TUNING),
@@ -62,9 +80,9 @@ async def temporal_env(session_tmp: Path) -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_env(keyring: Keyring) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=temporal.data_converter(),
+        data_converter=data_converter(keyring),
         test_server_existing_path=temporal.find_binary("temporal-test-server"),
         port=free_port(),
     )

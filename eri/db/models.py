@@ -104,3 +104,25 @@ class LedgerEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32), nullable=False)
     deadline_status: Mapped[str | None] = mapped_column(String(16))
     detail_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class VaultRecord(Base):
+    """Victim data: one encrypted value of one case field, versioned (never updated in place).
+
+    The ciphertext is an AES-256-GCM envelope under the case's data key; its associated data
+    binds case id, field and version, so a row copied into another case or field fails.
+    """
+
+    __tablename__ = "vault_records"
+    __table_args__ = (
+        UniqueConstraint("case_id", "field", "version", name="uq_vault_records_version"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    field: Mapped[str] = mapped_column(String(96), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -1,0 +1,60 @@
+"""Authorization: who may do what, decided here and nowhere else.
+
+Every route asks this module; denials are answered (403, or 404 where existence must not leak)
+and recorded in the ledger by the caller through :func:`deny`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.problems import Problem
+from eri import ledger
+from eri.auth import Principal, Role
+from eri.ledger import Action, Outcome, Record
+
+#: Roles that may see decoded Temporal payloads of cases in the Web UI. Case participation
+#: (a coordinator sees only their commission's cases) narrows this once cases are recorded.
+CASE_PAYLOAD_ROLES = frozenset({Role.COORDINATOR})
+#: Roles that may see decoded payloads that belong to no case (operators debugging the system).
+SYSTEM_PAYLOAD_ROLES = frozenset({Role.ADMIN, Role.COORDINATOR})
+
+
+def may_decode_payloads(principal: Principal, case_ids: frozenset[str], system: bool) -> bool:
+    if system and principal.role not in SYSTEM_PAYLOAD_ROLES:
+        return False
+    return not case_ids or principal.role in CASE_PAYLOAD_ROLES
+
+
+async def deny(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    *,
+    what: str,
+    case_ids: frozenset[str] = frozenset(),
+    status: int = 403,
+) -> Problem:
+    """Record the denial (one ledger entry per case, or one without) and return the Problem."""
+    request_key = uuid.uuid4().hex
+    targets: list[str | None] = [*sorted(case_ids)] or [None]
+    for case_id in targets:
+        await ledger.append(
+            sessions,
+            Record(
+                idempotency_key=f"deny:{request_key}:{case_id or '-'}",
+                action=Action.ACCESS_DENIED,
+                outcome=Outcome.DENIED,
+                case_id=case_id,
+                step_id=what,
+                actor_id=principal.actor_id,
+                actor_role=principal.role.value,
+                actor_institution=principal.institution,
+            ),
+        )
+    return Problem(
+        status,
+        "forbidden" if status == 403 else "not-found",
+        ("No tiene permiso para esta acción.", "You are not allowed to do this."),
+    )
