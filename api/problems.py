@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eri.crypto.errors import KeyShreddedError
 from eri.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -135,6 +136,14 @@ def install(app: FastAPI) -> None:
             extra={"errors": _field_errors(exc)},
         )
 
+    async def on_shredded(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            request,
+            410,
+            "gone",
+            ("Los datos de este caso fueron destruidos.", "This case's data was destroyed."),
+        )
+
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", error_type=type(exc).__name__, route=request.url.path)
         return problem_response(request, 500, "internal-error")
@@ -142,4 +151,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(KeyShreddedError, on_shredded)
     app.add_exception_handler(Exception, on_unhandled)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from eri.db.models import LedgerEntry, LedgerHead
 
 OPAQUE_ID = r"^[a-z]{2,12}_[A-Za-z0-9_-]{4,48}$"
+CASE_ID = r"^case_[A-Za-z0-9_-]{1,56}$"  # as eri.crypto.keys.CASE_ID_PATTERN
 CODE = r"^[a-z0-9][a-z0-9_.:-]{0,95}$"
 INSTITUTION = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -63,7 +64,7 @@ class Record(BaseModel):
     idempotency_key: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{8,160}$")
     action: Action
     outcome: Outcome = Outcome.OK
-    case_id: str | None = Field(default=None, pattern=OPAQUE_ID)
+    case_id: str | None = Field(default=None, pattern=CASE_ID)
     protocol_id: str | None = Field(default=None, pattern=CODE)
     protocol_version: str | None = Field(default=None, pattern=CODE)
     step_id: str | None = Field(default=None, pattern=CODE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     kek: SecretStr | None = None  # base64 key-encryption key (ERI_KEK)
     kek_previous: SecretStr | None = None  # during a rotation: old KEKs, comma-separated base64
 
+    # Retention of case data before it is crypto-shredded. No law found by our research sets
+    # it: an operational setting of the deploying commission, per protocol (JSON object).
+    default_retention_days: int = Field(default=3650, ge=1)
+    retention_days: dict[str, int] = Field(default_factory=dict)
+
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
 
@@ -122,6 +128,9 @@ class Settings(BaseSettings):
     @property
     def codec_endpoint(self) -> str:
         return f"http://{self.api_host}:{self.api_port}/codec"
+
+    def retention(self, protocol_id: str) -> timedelta:
+        return timedelta(days=self.retention_days.get(protocol_id, self.default_retention_days))
 
     def dev_secret(self, name: str, size: int = 32) -> bytes:
         """Read the development secret ``name``, creating it (mode 0600) on first use.

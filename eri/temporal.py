@@ -20,7 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from eri import search_attributes
 from eri.crypto.codec import data_converter
@@ -66,7 +66,7 @@ async def connect(settings: Settings, keyring: Keyring | None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(keyring) if keyring is not None else DataConverter.default,
+        data_converter=data_converter(keyring) if keyring is not None else pydantic_data_converter,
     )
 
 

@@ -9,22 +9,22 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import ACTIVITIES
+from activities import build_activities
 from eri import temporal
 from eri.logging import get_logger
-from eri.runtime import open_runtime
+from eri.runtime import Runtime, open_runtime
 from eri.settings import Settings
 from workflows import WORKFLOWS
 
 log = get_logger("eri.worker")
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
+def build_worker(client: Client, runtime: Runtime) -> Worker:
     return Worker(
         client,
-        task_queue=settings.temporal_task_queue,
+        task_queue=runtime.settings.temporal_task_queue,
         workflows=WORKFLOWS,
-        activities=ACTIVITIES,
+        activities=build_activities(runtime),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -32,7 +32,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 async def run_worker(settings: Settings) -> None:
     async with open_runtime(settings) as runtime:
         client = await temporal.connect_with_retry(settings, runtime.keyring)
-        worker = build_worker(client, settings)
+        worker = build_worker(client, runtime)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

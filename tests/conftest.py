@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import uuid
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from eri import search_attributes, temporal
 from eri.crypto.codec import data_converter
@@ -27,6 +30,9 @@ from eri.crypto.kek import LocalFileKEK
 from eri.crypto.keys import Keyring
 from eri.crypto.sql_store import SqlDataKeyStore
 from eri.db import create_engine, session_factory, upgrade
+from eri.runtime import Runtime
+from eri.settings import Settings
+from eri.worker import build_worker
 
 PG_HOST = os.environ.get("ERI_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ERI_TEST_PG_PORT", "5432"))
@@ -47,16 +53,30 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def keyring(session_tmp: Path) -> AsyncIterator[Keyring]:
-    """The session's keyring: a migrated SQLite key store and a local KEK file."""
+async def runtime(session_tmp: Path) -> AsyncIterator[Runtime]:
+    """The session's platform: a migrated SQLite database, a local KEK and the keyring."""
     url = f"sqlite+aiosqlite:///{session_tmp / 'keys.db'}"
     await asyncio.to_thread(upgrade, url)
+    settings = Settings(data_dir=session_tmp, keys_dir=session_tmp, database_url=url)
     engine = create_engine(url)
+    sessions = session_factory(engine)
     try:
         kek = LocalFileKEK.create_if_missing(session_tmp / "kek")
-        yield Keyring(SqlDataKeyStore(engine, session_factory(engine)), kek)
+        yield Runtime(settings, engine, sessions, Keyring(SqlDataKeyStore(engine, sessions), kek))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def keyring(runtime: Runtime) -> Keyring:
+    return runtime.keyring
+
+
+def worker_on_new_queue(client: Client, runtime: Runtime) -> tuple[Worker, str]:
+    """ERI's production worker (all workflows and activities) on a task queue of its own."""
+    queue = "q-" + uuid.uuid4().hex
+    settings = runtime.settings.model_copy(update={"temporal_task_queue": queue})
+    return build_worker(client, dataclasses.replace(runtime, settings=settings)), queue
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Deterministic Temporal workflows. ``WORKFLOWS`` is what the ERI worker registers."""
 
 from workflows.probe import ProbeWorkflow
+from workflows.purge import PurgeWorkflow
 
-WORKFLOWS: list[type] = [ProbeWorkflow]
+WORKFLOWS: list[type] = [ProbeWorkflow, PurgeWorkflow]
 
-__all__ = ["WORKFLOWS", "ProbeWorkflow"]
+__all__ = ["WORKFLOWS", "ProbeWorkflow", "PurgeWorkflow"]

@@ -114,11 +114,7 @@ async def decode(request: Request, principal: Authenticated, services: ServicesD
     try:
         decoded = await codec.decode(payloads.payloads)
     except KeyShreddedError:
-        raise Problem(
-            410,
-            "gone",
-            ("Los datos de este caso fueron destruidos.", "This case's data was destroyed."),
-        ) from None
+        raise  # 410 Gone (api.problems)
     except CryptoError:
         raise Problem(
             400,

@@ -31,6 +31,7 @@ from typing import Final, Self
 
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     ActivitySerializationContext,
     DataConverter,
@@ -219,10 +220,12 @@ def payload_key_ids(payloads: Sequence[Payload]) -> frozenset[str]:
 
 
 def data_converter(keyring: Keyring) -> DataConverter:
-    """THE data converter of every client, worker, test and the codec endpoint: default payload
-    conversion, :class:`CaseKeyCodec`, and failures whose message and stack trace are moved into
-    an encoded (so encrypted) attribute."""
+    """THE data converter of every client, worker, test and the codec endpoint: pydantic payload
+    conversion (dataclasses and models with datetimes, enums, nested types),
+    :class:`CaseKeyCodec`, and failures whose message and stack trace are moved into an encoded
+    (so encrypted) attribute."""
     return DataConverter(
+        payload_converter_class=PydanticPayloadConverter,
         payload_codec=CaseKeyCodec(keyring),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -97,10 +97,13 @@ def wrapped_kek_id(wrapped: bytes) -> str:
     return unframe_wrapped(wrapped)[0]
 
 
-def fingerprint_key_id(key: bytes, prefix: str) -> str:
-    """A stable opaque id for a local KEK: a keyed hash of a fixed label, never the key."""
+def fingerprint_key_id(key: bytes) -> str:
+    """A stable opaque id for a local KEK: a keyed hash of a fixed label, never the key.
+
+    It depends on the key bytes only, not on where they came from, so moving the same KEK from a
+    file to ``ERI_KEK`` keeps every stored data key readable."""
     digest = hmac.new(key, b"eri/kek-id/v1", hashlib.sha256).hexdigest()[:16]
-    return f"{prefix}_{digest}"
+    return f"kek_{digest}"
 
 
 class _AesGcmKEK:
@@ -174,7 +177,7 @@ class LocalFileKEK(_AesGcmKEK):
             os.close(fd)
         if len(data) != KEY_SIZE:
             raise KeyFileError(f"KEK file {p} must hold exactly {KEY_SIZE} bytes")
-        return cls(data, key_id or fingerprint_key_id(data, "kek_file"))
+        return cls(data, key_id or fingerprint_key_id(data))
 
     @classmethod
     def create_if_missing(
@@ -230,7 +233,7 @@ class EnvKEK(_AesGcmKEK):
         key = _decode_base64(value.strip())
         if len(key) != KEY_SIZE:
             raise KeyFileError(f"{variable} must be the base64 encoding of exactly 32 bytes")
-        super().__init__(key, key_id or fingerprint_key_id(key, "kek_env"))
+        super().__init__(key, key_id or fingerprint_key_id(key))
 
 
 def _decode_base64(text: str) -> bytes:

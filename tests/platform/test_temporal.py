@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from eri import search_attributes
-from eri.settings import Settings
-from eri.worker import build_worker
+from eri.runtime import Runtime
+from tests.conftest import worker_on_new_queue
 from workflows.probe import ProbeWorkflow
 
 
-def _settings(tmp_path: Path, queue: str) -> Settings:
-    return Settings(data_dir=tmp_path, temporal_task_queue=queue)
-
-
 async def test_probe_runs_on_the_dev_server_with_the_eri_worker(
-    temporal_env: WorkflowEnvironment, tmp_path: Path
+    temporal_env: WorkflowEnvironment, runtime: Runtime
 ) -> None:
-    queue = "q-" + uuid.uuid4().hex
-    async with build_worker(temporal_env.client, _settings(tmp_path, queue)):
+    worker, queue = worker_on_new_queue(temporal_env.client, runtime)
+    async with worker:
         handle = await temporal_env.client.start_workflow(
             ProbeWorkflow.run, 3600, id="probe_" + uuid.uuid4().hex, task_queue=queue
         )
@@ -44,10 +39,10 @@ async def test_dev_server_has_the_eri_search_attributes(temporal_env: WorkflowEn
 
 
 async def test_time_skipping_server_skips_a_day(
-    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+    time_skipping_env: WorkflowEnvironment, runtime: Runtime
 ) -> None:
-    queue = "q-" + uuid.uuid4().hex
-    async with build_worker(time_skipping_env.client, _settings(tmp_path, queue)):
+    worker, queue = worker_on_new_queue(time_skipping_env.client, runtime)
+    async with worker:
         before = await time_skipping_env.get_current_time()
         beats = await time_skipping_env.client.execute_workflow(
             ProbeWorkflow.run, 86400, id="probe_" + uuid.uuid4().hex, task_queue=queue
