@@ -16,6 +16,8 @@ from eri.settings import Settings, SettingsError, get_settings
 app = typer.Typer(no_args_is_help=True, help="ERI: immediate response to human trafficking.")
 probe_app = typer.Typer(no_args_is_help=True, help="End-to-end liveness probe workflows.")
 app.add_typer(probe_app, name="probe")
+keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption key rotation and status.")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings(component: str) -> Settings:
@@ -105,6 +107,63 @@ def workers() -> None:
     pollers = asyncio.run(go())
     typer.echo(f"{pollers} worker(s) polling {settings.temporal_task_queue}")
     raise typer.Exit(0 if pollers else 1)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    new_kek: bool = typer.Option(
+        False, "--new-kek", help="Development key directory: create a new KEK first."
+    ),
+) -> None:
+    """Re-wrap every data key under the current KEK, online (run until nothing is left)."""
+    from eri import ledger
+    from eri.crypto.wiring import new_local_kek
+    from eri.ledger import Action, Record
+
+    settings = _settings("keys")
+    if new_kek:
+        if settings.kek is not None:
+            typer.echo(
+                "eri: --new-kek rotates the local key directory; with ERI_KEK set, "
+                "deploy the new key as ERI_KEK and the old one in ERI_KEK_PREVIOUS",
+                err=True,
+            )
+            raise typer.Exit(2)
+        old_id, new_id = new_local_kek(settings.effective_keys_dir)
+        typer.echo(f"new KEK {new_id}; the previous one ({old_id}) stays readable")
+
+    async def go() -> None:
+        async with open_runtime(settings) as rt:
+            report = await rt.keyring.rotate()
+            usage = await rt.keyring.kek_usage()
+            await ledger.append(
+                rt.sessions,
+                Record(idempotency_key=f"rotate:{uuid.uuid4().hex}", action=Action.KEYS_ROTATED),
+            )
+        typer.echo(
+            f"KEK {report.kek_id}: {report.rewrapped} re-wrapped, {report.already_current} "
+            f"already current, {report.shredded} shredded, {report.raced} raced"
+        )
+        typer.echo("data keys per KEK: " + ", ".join(f"{k}={n}" for k, n in sorted(usage.items())))
+        if not report.complete:
+            raise typer.Exit(1)
+
+    asyncio.run(go())
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """How many live data keys each KEK wraps."""
+    settings = _settings("keys")
+
+    async def go() -> dict[str, int]:
+        async with open_runtime(settings) as rt:
+            return await rt.keyring.kek_usage()
+
+    usage = asyncio.run(go())
+    typer.echo(
+        "data keys per KEK: " + (", ".join(f"{k}={n}" for k, n in sorted(usage.items())) or "none")
+    )
 
 
 @probe_app.command("start")
