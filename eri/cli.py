@@ -12,12 +12,14 @@ import typer
 from eri.logging import configure_logging
 from eri.runtime import open_runtime
 from eri.settings import Settings, SettingsError, get_settings
+from protocols.cli import app as protocols_app
 
 app = typer.Typer(no_args_is_help=True, help="ERI: immediate response to human trafficking.")
 probe_app = typer.Typer(no_args_is_help=True, help="End-to-end liveness probe workflows.")
 app.add_typer(probe_app, name="probe")
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption key rotation and status.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(protocols_app, name="protocols")
 
 
 def _settings(component: str) -> Settings:
