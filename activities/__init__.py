@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.case import CaseActivities
 from activities.keys import KeyActivities
+from eri.notify import channel_from_settings
 from eri.runtime import Runtime
 
 
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     keys = KeyActivities(runtime)
-    return [keys.shred_case]
+    case = CaseActivities(runtime, channel_from_settings(runtime.settings))
+    return [keys.shred_case, case.record_case_changes]

@@ -36,6 +36,7 @@ class Action(StrEnum):
     TASK_UNCLAIMED = "task.unclaimed"
     TASK_COMPLETED = "task.completed"
     TASK_REASSIGNED = "task.reassigned"
+    TASK_CANCELLED = "task.cancelled"
     DEADLINE_MET = "deadline.met"
     DEADLINE_MISSED = "deadline.missed"
     ESCALATION = "escalation.rung"

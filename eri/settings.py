@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     default_retention_days: int = Field(default=3650, ge=1)
     retention_days: dict[str, int] = Field(default_factory=dict)
 
+    # Notifications: the log channel by default; a webhook in production (PII-free bodies)
+    notify_webhook_url: str | None = None
+
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
 

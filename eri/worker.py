@@ -14,6 +14,7 @@ from eri import temporal
 from eri.logging import get_logger
 from eri.runtime import Runtime, open_runtime
 from eri.settings import Settings
+from protocols.registry import load_definitions
 from workflows import WORKFLOWS
 
 log = get_logger("eri.worker")
@@ -30,6 +31,8 @@ def build_worker(client: Client, runtime: Runtime) -> Worker:
 
 
 async def run_worker(settings: Settings) -> None:
+    loaded = load_definitions()  # the protocol versions cases can pin
+    log.info("protocols_loaded", count=len(loaded))
     async with open_runtime(settings) as runtime:
         client = await temporal.connect_with_retry(settings, runtime.keyring)
         worker = build_worker(client, runtime)

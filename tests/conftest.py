@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -105,6 +106,12 @@ async def time_skipping_env(keyring: Keyring) -> AsyncIterator[WorkflowEnvironme
         data_converter=data_converter(keyring),
         test_server_existing_path=temporal.find_binary("temporal-test-server"),
         port=free_port(),
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: k.indexed_value_type for k in search_attributes.ALL},
+        )
     )
     try:
         yield env

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Index,
@@ -126,3 +127,56 @@ class VaultRecord(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class CaseRow(Base):
+    """The read model of a case: opaque ids and codes only (the data lives in the vault)."""
+
+    __tablename__ = "cases"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    protocol_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    protocol_version: Mapped[str] = mapped_column(String(32), nullable=False)
+    protocol_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    country: Mapped[str] = mapped_column(String(2), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # open | closed | shredded
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_by_institution: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TaskRow(Base):
+    """The task projection the inbox reads: written by the case workflow's activity before an
+    update returns, so it is never ahead of or behind an answered update."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_status_due", "status", "due_at"),
+        Index("ix_tasks_assignee_status", "assignee", "status"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    protocol_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    protocol_version: Mapped[str] = mapped_column(String(32), nullable=False)
+    step_id: Mapped[str] = mapped_column(String(96), nullable=False)
+    occurrence: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_missed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    rungs_fired: Mapped[int] = mapped_column(Integer, nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TaskGroup(Base):
+    """A task's candidate groups (``institution:role``), one row each, for the inbox filter."""
+
+    __tablename__ = "task_groups"
+    __table_args__ = (Index("ix_task_groups_group", "group_name", "task_id"),)
+
+    task_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(96), primary_key=True)
