@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.case import CaseActivities
+from activities.handoff import HandoffActivities
 from activities.keys import KeyActivities
 from eri.notify import channel_from_settings
 from eri.runtime import Runtime
@@ -14,4 +15,13 @@ from eri.runtime import Runtime
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     keys = KeyActivities(runtime)
     case = CaseActivities(runtime, channel_from_settings(runtime.settings))
-    return [keys.shred_case, case.record_case_changes]
+    handoff = HandoffActivities(runtime, channel_from_settings(runtime.settings))
+    return [
+        keys.shred_case,
+        case.record_case_changes,
+        handoff.prepare,
+        handoff.seal,
+        handoff.deliver,
+        handoff.escalate,
+        handoff.recall,
+    ]

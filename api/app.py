@@ -14,7 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
-from api.routes import codec, health
+from api.routes import codec, evidence, handoffs, health
 from eri.auth import Verifier
 from eri.logging import get_logger
 from eri.runtime import open_runtime
@@ -80,4 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(evidence.router)
+    app.include_router(handoffs.router)
     return app

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -23,6 +24,8 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     verifier: Verifier
     keyring: Keyring
+    #: How the API reaches another ERI deployment (handoff notices); None: the network.
+    peer_transport: httpx.AsyncBaseTransport | None = None
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # Notifications: the log channel by default; a webhook in production (PII-free bodies)
     notify_webhook_url: str | None = None
 
+    # Handoffs: this deployment's institution code (signs packages) and the evidence size limit
+    institution: str = Field(default="ERI-DEV", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    evidence_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
 

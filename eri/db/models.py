@@ -180,3 +180,100 @@ class TaskGroup(Base):
 
     task_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     group_name: Mapped[str] = mapped_column(String(96), primary_key=True)
+
+
+class Evidence(Base):
+    """An evidence attachment of a case: hash on arrival, stored in encrypted chunks.
+
+    ``meta`` (file name, description: may identify a person) is an AES-256-GCM envelope under
+    the case key; everything else is opaque or coded.
+    """
+
+    __tablename__ = "evidence"
+
+    evidence_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(128), nullable=False)
+    chunk_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    chunks: Mapped[int] = mapped_column(Integer, nullable=False)
+    meta: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    received_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_by_role: Mapped[str] = mapped_column(String(32), nullable=False)
+    received_by_institution: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class EvidenceChunk(Base):
+    """One encrypted chunk of an evidence file (AES-256-GCM envelope under the case key, bound
+    to case, evidence id, index and whether it is the last)."""
+
+    __tablename__ = "evidence_chunks"
+
+    evidence_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class HandoffParty(Base):
+    """A registered public key of a handoff party: a recipient key (packages are sealed to it)
+    or an institution key (its signatures on packages and notices are trusted)."""
+
+    __tablename__ = "handoff_parties"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # recipient | institution
+    institution: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    public_key: Mapped[str] = mapped_column(String(8192), nullable=False)  # key file JSON
+    endpoint: Mapped[str | None] = mapped_column(String(512))  # another ERI's API (cross-border)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Handoff(Base):
+    """An outgoing handoff (sender side): status, the sealed package and the ack received."""
+
+    __tablename__ = "handoffs"
+
+    handoff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    recipient_institution: Mapped[str] = mapped_column(String(64), nullable=False)
+    recipient_key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    legal_basis: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    package: Mapped[bytes | None] = mapped_column(LargeBinary)
+    package_sha256: Mapped[str | None] = mapped_column(String(64))
+    header_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    ack_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed ack or rejection
+
+
+class HandoffInbox(Base):
+    """A package received (recipient side): a prosecutor's inbox or another ERI's import."""
+
+    __tablename__ = "handoff_inbox"
+
+    handoff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient_institution: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    recipient_key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    sender_institution: Mapped[str] = mapped_column(String(64), nullable=False)
+    sender_key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    package: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    package_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    header_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    reply_to: Mapped[str | None] = mapped_column(String(512))  # local workflow id or peer URL
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    downloaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    local_case_id: Mapped[str | None] = mapped_column(String(64))  # cross-border import
+    notice: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -299,3 +299,28 @@ def write_key(path: Path, key: AnyKey) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+SIGNING_SECRET: Final = "handoff-signing"  # noqa: S105 (a file name, not a secret)
+
+
+def institution_key_from_settings(settings: Any) -> InstitutionPrivateKey:
+    """This deployment's institution signing key: the 64-byte secret ``handoff-signing`` in
+    the key directory (Ed25519 seed ‖ ML-DSA-65 seed); created on first use in development,
+    required to exist in production (:meth:`eri.settings.Settings.dev_secret`)."""
+    secret: bytes = settings.dev_secret(SIGNING_SECRET, 64)
+    if len(secret) != 64:
+        raise KeyFormatError("the handoff signing secret must be 64 bytes")
+    return InstitutionPrivateKey(secret[:32], secret[32:])
+
+
+RECIPIENT_SECRET: Final = "handoff-recipient"  # noqa: S105 (a file name, not a secret)
+
+
+def recipient_key_from_settings(settings: Any) -> RecipientPrivateKey:
+    """This deployment's own recipient key (packages other ERIs send to it): the 96-byte
+    secret ``handoff-recipient`` (ML-KEM-768 seed ‖ X25519 key), as the signing key above."""
+    secret: bytes = settings.dev_secret(RECIPIENT_SECRET, 96)
+    if len(secret) != 96:
+        raise KeyFormatError("the handoff recipient secret must be 96 bytes")
+    return RecipientPrivateKey(secret[:64], secret[64:])

@@ -1,0 +1,49 @@
+"""Helpers of the handoff tests: open a real gt-eri case, keys of a synthetic prosecutor."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from protocols.loader import load_protocol
+from protocols.registry import register
+from workflows.case import CaseInput, CaseWorkflow
+from workflows.interpreter import Actor, Opened, SetFact
+
+COORD = Actor(
+    actor_id="usr_coord001", role="coordinator", institution="SVET", groups=["svet:coordinator"]
+)
+
+
+async def open_gt_case(client: Client, queue: str, facts: dict[str, Any]) -> str:
+    protocol = load_protocol("gt-eri")
+    digest = register(protocol)
+    case_id = "case_" + uuid.uuid4().hex[:20]
+    start = WithStartWorkflowOperation(
+        CaseWorkflow.run,
+        CaseInput(
+            case_id=case_id,
+            protocol_id=protocol.id,
+            protocol_version=protocol.version,
+            protocol_hash=digest,
+            opened=Opened(at=datetime.now(UTC), actor=COORD, facts=facts),
+        ),
+        id=case_id,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        task_queue=queue,
+    )
+    await client.execute_update_with_start_workflow(
+        CaseWorkflow.opened, start_workflow_operation=start
+    )
+    return case_id
+
+
+async def set_fact(client: Client, case_id: str, fact: str, value: Any) -> None:
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
+    await handle.execute_update(
+        CaseWorkflow.set_fact, SetFact(at=datetime.now(UTC), actor=COORD, fact=fact, value=value)
+    )
