@@ -7,6 +7,7 @@ input, which may hold victim data, so it is replaced here).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,23 @@ TITLES: dict[str, tuple[str, str]] = {
     "unsupported-media-type": ("Tipo de contenido no admitido", "Unsupported media type"),
     "validation-error": ("Datos inválidos", "Invalid data"),
     "not-ready": ("Servicio no disponible", "Service not ready"),
+    "precondition-required": ("Falta una precondición", "Precondition required"),
+    "idempotency-key-reused": (
+        "Clave de idempotencia ya usada",
+        "Idempotency key already used",
+    ),
+    "request-in-progress": ("Solicitud en curso", "Request in progress"),
+    "claimed-by-other": ("Tarea tomada por otra persona", "Task claimed by someone else"),
+    "not-assignee": ("Tarea no asignada a usted", "Task not assigned to you"),
+    "not-a-candidate": ("Tarea de otro grupo", "Task of another group"),
+    "not-coordinator": ("Solo coordinación", "Coordinators only"),
+    "stale-task": ("La tarea cambió", "The task changed"),
+    "task-not-open": ("Tarea cerrada", "Task closed"),
+    "case-closed": ("Caso cerrado", "Case closed"),
+    "form-invalid": ("Formulario inválido", "Invalid form"),
+    "unknown-fact": ("Hecho desconocido", "Unknown fact"),
+    "illegal-value": ("Valor no permitido", "Value not allowed"),
+    "too-many-requests": ("Demasiadas solicitudes", "Too many requests"),
     "internal-error": ("Error interno", "Internal error"),
 }
 _STATUS_TYPES = {
@@ -51,6 +69,7 @@ _STATUS_TYPES = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
+    428: "precondition-required",
     503: "not-ready",
 }
 
@@ -100,11 +119,20 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=hdrs)
 
 
+_SAFE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}|[0-9]{1,6}")
+
+
+def _safe_part(part: object) -> str:
+    # A location part may be a key of a submitted object, i.e. data: echo identifiers only.
+    text = str(part)
+    return text if _SAFE_PART.fullmatch(text) else "*"
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     # Location and error code only: ``input`` and ``ctx`` can hold the submitted values.
     return [
         {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "field": ".".join(_safe_part(p) for p in err.get("loc", ()) if p != "body") or "body",
             "code": str(err.get("type", "invalid")),
         }
         for err in exc.errors()
