@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        responses=problems.documented_errors(),
     )
     problems.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)

@@ -102,12 +102,14 @@ async def run_once(
     gets the same refusal); anything else leaves no record, so a retry runs again.
     """
     key = request_key(request)
+    # Stored hashed: the key is the client's choice, and could be anything.
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
     digest = fingerprint(request, payload)
     actor = principal.actor_id
     now = datetime.now(UTC)
     try:
         async with sessions.begin() as session:
-            row = await session.get(IdempotencyRecord, (actor, key), with_for_update=True)
+            row = await session.get(IdempotencyRecord, (actor, key_hash), with_for_update=True)
             if row is not None:
                 if row.fingerprint != digest:
                     raise Problem(
@@ -126,25 +128,27 @@ async def run_once(
                 row.created_at = now  # the first request died: take over
             else:
                 session.add(
-                    IdempotencyRecord(actor_id=actor, key=key, fingerprint=digest, created_at=now)
+                    IdempotencyRecord(
+                        actor_id=actor, key=key_hash, fingerprint=digest, created_at=now
+                    )
                 )
     except IntegrityError:
         raise _IN_PROGRESS from None  # a concurrent first request inserted it
     try:
-        answer = await action(f"{actor}:{key}")
+        answer = await action(f"{actor}:{key_hash[:32]}")
     except Problem as problem:
         if problem.status >= 500:
-            await _forget(sessions, actor, key)
+            await _forget(sessions, actor, key_hash)
             raise
         rendered = problem_response(
             request, problem.status, problem.type, problem.detail, problem.extra
         )
         answer = Answer(problem.status, json.loads(bytes(rendered.body)))
     except BaseException:
-        await _forget(sessions, actor, key)
+        await _forget(sessions, actor, key_hash)
         raise
     async with sessions.begin() as session:
-        row = await session.get(IdempotencyRecord, (actor, key))
+        row = await session.get(IdempotencyRecord, (actor, key_hash))
         if row is not None:
             row.status = answer.status
             row.body = json.dumps(answer.body).encode()

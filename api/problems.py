@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eri.crypto.errors import KeyShreddedError
@@ -74,6 +75,33 @@ _STATUS_TYPES = {
 }
 
 
+class ProblemBody(BaseModel):
+    """RFC 9457 problem details, as every error of this API answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def documented_errors() -> dict[int | str, dict[str, Any]]:
+    """The error answers every route may give, for the OpenAPI document."""
+    return {
+        status: {
+            "description": TITLES[type_][1],
+            "content": {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}},
+        }
+        for status, type_ in _STATUS_TYPES.items()
+    } | {
+        500: {
+            "description": TITLES["internal-error"][1],
+            "content": {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}},
+        }
+    }
+
+
 def language(request: Request) -> str:
     """``en`` when the client prefers English, else Spanish (the protocols' language)."""
     header = request.headers.get("accept-language", "")
@@ -119,7 +147,7 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=hdrs)
 
 
-_SAFE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}|[0-9]{1,6}")
+_SAFE_PART = re.compile(r"[a-z_][a-z0-9_]{0,63}|[0-9]{1,6}")
 
 
 def _safe_part(part: object) -> str:

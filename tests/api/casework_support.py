@@ -57,6 +57,7 @@ class Team:
     settings: Settings
     services: Any
     members: dict[str, Member] = field(default_factory=dict)
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:6])  # names are unique per db
 
     def h(self, name: str, **extra: str) -> dict[str, str]:
         return {**self.members[name].headers, **extra}
@@ -73,7 +74,9 @@ class Team:
 
 
 async def add_member(team: Team, name: str, role: str, institution: str, groups: list[str]) -> None:
-    user = await users.add(team.services.sessions, name, role, institution, groups)
+    user = await users.add(
+        team.services.sessions, f"{name}.{team.suffix}", role, institution, groups
+    )
     token = users.token(team.settings, user)
     team.members[name] = Member(
         name, role, institution, groups, {"Authorization": f"Bearer {token}"}
@@ -98,12 +101,8 @@ async def running_api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as client:
             team = Team(client, settings, app.state.services)
-            suffix = uuid.uuid4().hex[:6]
             for name, role, institution, groups in GT_TEAM:
-                await add_member(team, f"{name}.{suffix}", role, institution, groups)
-            for member in team.members.values():
-                member.name = member.name.rsplit(".", 1)[0]
-            team.members = {m.name: m for m in team.members.values()}
+                await add_member(team, name, role, institution, groups)
             yield team
 
 
