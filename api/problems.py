@@ -88,18 +88,16 @@ class ProblemBody(BaseModel):
 
 def documented_errors() -> dict[int | str, dict[str, Any]]:
     """The error answers every route may give, for the OpenAPI document."""
-    return {
+    schema: dict[str, Any] = {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}}
+    documented: dict[int | str, dict[str, Any]] = {
         status: {
             "description": TITLES[type_][1],
-            "content": {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}},
+            "content": schema,
         }
         for status, type_ in _STATUS_TYPES.items()
-    } | {
-        500: {
-            "description": TITLES["internal-error"][1],
-            "content": {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}},
-        }
     }
+    documented[500] = {"description": TITLES["internal-error"][1], "content": schema}
+    return documented
 
 
 def language(request: Request) -> str:
