@@ -14,12 +14,11 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api import authz
+from api import authz, casework
 from api.auth import Authenticated
 from api.deps import ServicesDep
 from api.problems import Problem
 from eri.auth import Principal, Role
-from eri.db.models import CaseRow
 from eri.handoff.evidence import EvidenceStore, EvidenceTooLargeError, Uploader
 
 router = APIRouter(prefix="/v1/cases", tags=["evidence"])
@@ -59,13 +58,12 @@ def _too_large(limit: int) -> Problem:
 async def upload(
     case_id: str, request: Request, principal: Authenticated, services: ServicesDep
 ) -> JSONResponse:
+    access = await casework.case_access(services, principal, case_id, "evidence.upload")
     if not may_upload(principal):
-        raise await authz.deny(services.sessions, principal, what="evidence.upload")
-    async with services.sessions() as session:
-        case = await session.get(CaseRow, case_id)
-    if case is None:
-        raise Problem(404, "not-found", ("No existe ese caso.", "No such case."))
-    if case.status == "shredded":
+        raise await authz.deny(
+            services.sessions, principal, what="evidence.upload", case_ids=frozenset({case_id})
+        )
+    if access.row.status == "shredded":
         raise Problem(410, "gone", ("Los datos de este caso fueron destruidos.", "Case shredded."))
     limit = services.settings.evidence_max_bytes
     length = request.headers.get("content-length")

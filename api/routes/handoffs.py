@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from sqlalchemy import func, select
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api import authz
+from api import authz, casework
 from api.auth import Authenticated
 from api.deps import Services, ServicesDep
 from api.problems import Problem
 from eri.auth import Principal, Role
-from eri.db.models import CaseRow, Handoff, HandoffInbox
+from eri.db.models import Handoff, HandoffInbox
 from eri.handoff import service
 from eri.handoff.evidence import EvidenceStore, Uploader
 from eri.handoff.keys import institution_key_from_settings, recipient_key_from_settings
@@ -38,9 +36,6 @@ from eri.handoff.package import PackageError, open_package, verify_package
 from eri.handoff.policy import CROSS_BORDER_FACTS, decide
 from eri.handoff.service import HandoffError, Who
 from eri.ledger import Outcome
-from protocols.loader import load_protocol
-from protocols.registry import register
-from workflows.case import CaseInput, CaseWorkflow
 from workflows.handoff import (
     Answer,
     HandoffRequest,
@@ -48,7 +43,6 @@ from workflows.handoff import (
     Requester,
     handoff_workflow_id,
 )
-from workflows.interpreter import Actor, CaseState, Opened
 
 router = APIRouter(tags=["handoffs"])
 MAX_PACKAGE = 512 * 1024 * 1024
@@ -71,7 +65,7 @@ def allowed(
     """The role check of every handoff route; ``institution``: the inbox row's recipient."""
     if principal.role not in _ROLES[permission]:
         return False
-    return institution is None or institution == principal.institution
+    return institution is None or institution.lower() == principal.institution_code
 
 
 def _problem(exc: HandoffError) -> Problem:
@@ -97,17 +91,6 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
-async def _case_state(services: Services, case_id: str) -> CaseState:
-    client = await services.temporal_client()
-    try:
-        state: CaseState = await client.get_workflow_handle(case_id).query(
-            "state", result_type=CaseState
-        )
-        return state
-    except RPCError:
-        raise Problem(404, "not-found", ("No existe ese caso.", "No such case.")) from None
-
-
 # --- sender side -------------------------------------------------------------------------------
 
 
@@ -125,15 +108,14 @@ class StartHandoff(BaseModel):
 async def start(
     case_id: str, body: StartHandoff, principal: Authenticated, services: ServicesDep
 ) -> JSONResponse:
+    await casework.case_access(services, principal, case_id, "handoff.start")
     if not allowed(principal, "start"):
-        raise await authz.deny(services.sessions, principal, what="handoff.start")
-    async with services.sessions() as session:
-        case = await session.get(CaseRow, case_id)
-    if case is None:
-        raise Problem(404, "not-found", ("No existe ese caso.", "No such case."))
+        raise await authz.deny(
+            services.sessions, principal, what="handoff.start", case_ids=frozenset({case_id})
+        )
     handoff_id = "hnd_" + uuid.uuid4().hex[:24]
     # Pre-flight consent check for a clear, immediate answer; the workflow checks again.
-    state = await _case_state(services, case_id)
+    state = await casework.case_state(services, case_id)
     decision = decide(state.protocol_id, state.facts, body.legal_basis, body.reference)
     if not decision.allowed:
         await service.custody(
@@ -182,8 +164,7 @@ async def start(
 async def status(
     case_id: str, handoff_id: str, principal: Authenticated, services: ServicesDep
 ) -> JSONResponse:
-    if not allowed(principal, "start"):
-        raise await authz.deny(services.sessions, principal, what="handoff.status")
+    await casework.case_access(services, principal, case_id, "handoff.status")
     async with services.sessions() as session:
         row = await session.get(Handoff, handoff_id)
     if row is None or row.case_id != case_id:
@@ -205,8 +186,11 @@ async def status(
 async def recall(
     case_id: str, handoff_id: str, principal: Authenticated, services: ServicesDep
 ) -> JSONResponse:
+    await casework.case_access(services, principal, case_id, "handoff.recall")
     if not allowed(principal, "recall"):
-        raise await authz.deny(services.sessions, principal, what="handoff.recall")
+        raise await authz.deny(
+            services.sessions, principal, what="handoff.recall", case_ids=frozenset({case_id})
+        )
     client = await services.temporal_client()
     handle = client.get_workflow_handle(handoff_workflow_id(case_id, handoff_id))
     by = Requester(
@@ -314,7 +298,7 @@ async def inbox(principal: Authenticated, services: ServicesDep) -> JSONResponse
         rows = (
             await session.execute(
                 select(HandoffInbox)
-                .where(HandoffInbox.recipient_institution == principal.institution)
+                .where(func.lower(HandoffInbox.recipient_institution) == principal.institution_code)
                 .order_by(HandoffInbox.received_at.desc())
             )
         ).scalars()
@@ -385,7 +369,7 @@ async def acknowledge(
             ),
             {"code": "bad_notice"},
         ) from None
-    if notice.kind != "ack" or notice.institution != principal.institution:
+    if notice.kind != "ack" or notice.institution.lower() != principal.institution_code:
         raise Problem(422, "validation-error", ("Acuse inválido.", "Invalid acknowledgement."))
     await _finish_inbox(services, row, notice, principal)
     return JSONResponse({"handoff_id": handoff_id, "status": notice.status})
@@ -583,44 +567,23 @@ async def import_case(
             (f"Paquete rechazado: {exc.part} ({exc.code}).", f"Package refused: {exc}"),
             {"code": exc.code, "part": exc.part},
         ) from None
-    try:
-        protocol = load_protocol(body.protocol_id, body.protocol_version)
-    except LookupError:
-        raise Problem(
-            422, "validation-error", ("Protocolo desconocido.", "Unknown protocol.")
-        ) from None
-    protocol_hash = register(protocol)
-    known = {f.id for f in protocol.facts}
+    chosen = casework.protocol(body.protocol_id, body.protocol_version)
+    known = {f.id for f in chosen.facts}
     origin_facts = opened.json("facts")
     facts = {k: v for k, v in origin_facts.items() if k in known and k in CROSS_BORDER_FACTS}
     if "returned_from_abroad" in known:
         facts["returned_from_abroad"] = True
-    case_id = "case_" + uuid.uuid4().hex[:24]
     pseudonym = opened.manifest["case"]["pseudonym"]
-    actor = Actor(
-        actor_id=principal.actor_id,
-        role=principal.role.value,
-        institution=principal.institution,
-        groups=[principal.group],
+    view = await casework.open_case(
+        services,
+        principal,
+        protocol_id=chosen.id,
+        version=chosen.version,
+        facts=facts,
+        intake={"origin_pseudonym": pseudonym, "statements": opened.json("statements")},
+        update_id=f"import-{handoff_id}",
     )
-    client = await services.temporal_client()
-    start_op = WithStartWorkflowOperation(
-        CaseWorkflow.run,
-        CaseInput(
-            case_id=case_id,
-            protocol_id=protocol.id,
-            protocol_version=protocol.version,
-            protocol_hash=protocol_hash,
-            opened=Opened(at=datetime.now(UTC), actor=actor, facts=facts),
-            intake={"origin_pseudonym": pseudonym, "statements": opened.json("statements")},
-        ),
-        id=case_id,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        task_queue=services.settings.temporal_task_queue,
-    )
-    await client.execute_update_with_start_workflow(
-        CaseWorkflow.opened, start_workflow_operation=start_op
-    )
+    case_id = view.case_id
     store = EvidenceStore(
         services.keyring, services.sessions, max_bytes=services.settings.evidence_max_bytes
     )
@@ -647,7 +610,7 @@ async def import_case(
         "imported",
         case_id=case_id,
         who=who,
-        detail={"protocol": protocol.id, "pseudonym": pseudonym},
+        detail={"protocol": chosen.id, "pseudonym": pseudonym},
     )
     raw = make_ack(
         opened.verified, institution_key_from_settings(services.settings), principal.institution
@@ -666,7 +629,7 @@ async def import_case(
             "handoff_id": handoff_id,
             "case_id": case_id,
             "origin_pseudonym": pseudonym,
-            "protocol_id": protocol.id,
+            "protocol_id": chosen.id,
             "evidence": sum(1 for n in opened.parts if n.startswith("evidence/")),
         },
         status_code=201,

@@ -130,11 +130,11 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
             router,
             tmp_path / "gt",
             f"sqlite+aiosqlite:///{tmp_path / 'gt.db'}",
-            "GT-ERI",
+            "SVET",
             "gt.eri.test",
         )
         hn = await deployment(
-            stack, temporal_env, router, tmp_path / "hn", database_url, "HN-ERI", "hn.eri.test"
+            stack, temporal_env, router, tmp_path / "hn", database_url, "CICESCT", "hn.eri.test"
         )
         assert gt.runtime.keyring.kek.key_id != hn.runtime.keyring.kek.key_id
         # Each side registers the other's public keys and endpoint; nothing else is shared.
@@ -142,19 +142,19 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
         await service.register_party(
             gt.runtime.sessions,
             recipient_key_from_settings(hn.settings).public(),
-            "HN-ERI",
+            "CICESCT",
             endpoint=hn_endpoint,
         )
         await service.register_party(
             gt.runtime.sessions,
             institution_key_from_settings(hn.settings).public(),
-            "HN-ERI",
+            "CICESCT",
             endpoint=hn_endpoint,
         )
         await service.register_party(
             hn.runtime.sessions,
             institution_key_from_settings(gt.settings).public(),
-            "GT-ERI",
+            "SVET",
             endpoint=gt_endpoint,
         )
 
@@ -182,7 +182,7 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
         r = await gt.http.post(
             f"/v1/cases/{gt_case}/handoffs",
             json={
-                "recipient_institution": "HN-ERI",
+                "recipient_institution": "CICESCT",
                 "purpose": "cross_border",
                 "statements": ["statement.victim"],
             },
@@ -198,7 +198,7 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
                 break
             await asyncio.sleep(0.05)
         (item,) = items
-        assert (item["handoff_id"], item["sender_institution"]) == (handoff_id, "GT-ERI")
+        assert (item["handoff_id"], item["sender_institution"]) == (handoff_id, "SVET")
 
         r = await hn.http.post(
             f"/v1/handoffs/inbox/{handoff_id}/import",
@@ -208,7 +208,7 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
         assert r.status_code == 201, r.text
         hn_case = r.json()["case_id"]
         assert hn_case != gt_case
-        assert r.json()["origin_pseudonym"] == service.pseudonym(gt_case, "HN-ERI")
+        assert r.json()["origin_pseudonym"] == service.pseudonym(gt_case, "CICESCT")
 
         # The acknowledgement went back; the Guatemalan workflow completes.
         handle = gt.client.get_workflow_handle_for(
@@ -228,7 +228,7 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
         }
         intake = await Vault(hn.runtime.keyring, hn.runtime.sessions).get(hn_case, "intake")
         assert intake == {
-            "origin_pseudonym": service.pseudonym(gt_case, "HN-ERI"),
+            "origin_pseudonym": service.pseudonym(gt_case, "CICESCT"),
             "statements": {"statement.victim": STATEMENT},
         }
         store = EvidenceStore(hn.runtime.keyring, hn.runtime.sessions, max_bytes=1 << 20)
