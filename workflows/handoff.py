@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
 RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+_RECALLABLE = frozenset({"created", "sealed", "delivered"})
 
 
 class Requester(BaseModel):
@@ -173,6 +174,13 @@ class HandoffWorkflow:
     @workflow.update
     async def recall(self, by: Requester) -> str:
         assert self._request is not None
+        # A recall that arrives while the package is being sealed or delivered waits for the
+        # delivery to finish, then withdraws it.
+        await workflow.wait_condition(
+            lambda: self._status != "created" and self._status != "sealed"
+        )
+        if self._status != "delivered" or self._answer is not None or self._recalled:
+            raise ApplicationError("not_recallable", type="Rejection", non_retryable=True)
         await workflow.execute_activity(
             "handoff_recall",
             RecallInput(request=self._request, by=by),
@@ -184,7 +192,7 @@ class HandoffWorkflow:
 
     @recall.validator
     def _validate_recall(self, by: Requester) -> None:
-        if self._status != "delivered" or self._answer is not None or self._recalled:
+        if self._status not in _RECALLABLE or self._answer is not None or self._recalled:
             raise ApplicationError(
                 "not_recallable",
                 {"status": self._answer.status if self._answer else self._status},

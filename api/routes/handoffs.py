@@ -191,6 +191,20 @@ async def recall(
         raise await authz.deny(
             services.sessions, principal, what="handoff.recall", case_ids=frozenset({case_id})
         )
+    async with services.sessions() as session:
+        row = await session.get(Handoff, handoff_id)
+    if row is None or row.case_id != case_id:
+        raise Problem(404, "not-found", ("No existe esa entrega.", "No such handoff."))
+    if row.status not in ("created", "sealed", "delivered"):
+        raise Problem(
+            409,
+            "conflict",
+            (
+                "No se puede retirar: el paquete ya fue abierto, respondido o retirado.",
+                "Cannot recall: the package was already opened, answered or recalled.",
+            ),
+            {"code": "not_recallable", "status": row.status},
+        )
     client = await services.temporal_client()
     handle = client.get_workflow_handle(handoff_workflow_id(case_id, handoff_id))
     by = Requester(

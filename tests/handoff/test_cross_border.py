@@ -267,6 +267,40 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
             (hn_case, "handoff.imported"),
             (hn_case, "handoff.acknowledged"),
         ]
+        # A second package, recalled before Honduras opened it: Honduras refuses to open it.
+        r = await gt.http.post(
+            f"/v1/cases/{gt_case}/handoffs",
+            json={"recipient_institution": "CICESCT", "purpose": "cross_border"},
+            headers=coord_gt,
+        )
+        assert r.status_code == 202, r.text
+        second = r.json()["handoff_id"]
+        for _ in range(200):
+            items = (await hn.http.get("/v1/handoffs/inbox", headers=coord_hn)).json()["items"]
+            if len(items) == 2:
+                break
+            await asyncio.sleep(0.05)
+        r = await gt.http.post(f"/v1/cases/{gt_case}/handoffs/{second}/recall", headers=coord_gt)
+        assert r.status_code == 200, r.text
+        async with hn.runtime.sessions() as s:
+            recalled = await s.get(HandoffInbox, second)
+            assert recalled is not None and recalled.status == "recalled"
+        r = await hn.http.post(
+            f"/v1/handoffs/inbox/{second}/import",
+            json={"protocol_id": "hn-cicesct"},
+            headers=coord_hn,
+        )
+        assert r.status_code == 410, r.text
+        handle = gt.client.get_workflow_handle_for(
+            HandoffWorkflow.run, handoff_workflow_id(gt_case, second)
+        )
+        assert (await asyncio.wait_for(handle.result(), 30)).status == "recalled"
+        # A recall of the first (opened and acknowledged) package is refused.
+        r = await gt.http.post(
+            f"/v1/cases/{gt_case}/handoffs/{handoff_id}/recall", headers=coord_gt
+        )
+        assert r.status_code == 409 and r.json()["code"] == "not_recallable"
+
         # A malformed package is refused, naming what failed.
         r = await hn.http.post(
             "/v1/handoffs/inbound",

@@ -222,7 +222,7 @@ async def test_recall_of_an_unopened_package(
     )
     assert (await handle.result()).status == "recalled"
     r = await http.http.post(url, headers=coord)
-    assert r.status_code in (404, 409)
+    assert r.status_code == 409 and r.json()["code"] == "not_recallable"
     steps = [
         e.step_id
         for e in await ledger.entries(runtime.sessions, case_id=case_id)
@@ -234,3 +234,39 @@ async def test_recall_of_an_unopened_package(
         "handoff.delivered",
         "handoff.recalled",
     ]
+
+
+async def test_prosecutor_rejects_with_a_reason(
+    temporal_env: WorkflowEnvironment, runtime: Runtime, api: tuple[Api, str]
+) -> None:
+    client, (http, queue) = temporal_env.client, api
+    await service.register_party(runtime.sessions, RecipientPrivateKey.generate().public(), "MP-X")
+    case_id = await open_gt_case(client, queue, {"minor": False, "consent": "given"})
+    coord = http.auth(Role.COORDINATOR, "SVET", "usr_coord001")
+    r = await http.http.post(
+        f"/v1/cases/{case_id}/handoffs",
+        json={"recipient_institution": "MP-X", "purpose": "prosecution"},
+        headers=coord,
+    )
+    assert r.status_code == 202, r.text
+    handoff_id = r.json()["handoff_id"]
+    prosecutor = http.auth(Role.PROSECUTOR, "MP-X", "usr_fisc0004")
+    await _wait_inbox(http, prosecutor, 1)
+    url = f"/v1/handoffs/inbox/{handoff_id}/reject"
+    r = await http.http.post(url, json={"reason": "Nombre Apellido"}, headers=prosecutor)
+    assert r.status_code == 422 and "Nombre" not in r.text
+    r = await http.http.post(url, json={"reason": "wrong_jurisdiction"}, headers=prosecutor)
+    assert r.status_code == 200, r.text
+    handle = client.get_workflow_handle_for(
+        HandoffWorkflow.run, handoff_workflow_id(case_id, handoff_id)
+    )
+    result = await handle.result()
+    assert (result.status, result.reason) == ("rejected", "wrong_jurisdiction")
+    r = await http.http.post(url, json={"reason": "again"}, headers=prosecutor)
+    assert r.status_code == 409
+    entries = [
+        e
+        for e in await ledger.entries(runtime.sessions, case_id=case_id)
+        if e.step_id == "handoff.rejected"
+    ]
+    assert [e.outcome for e in entries] == ["rejected"]
