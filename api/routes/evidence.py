@@ -12,12 +12,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api import authz, casework
 from api.auth import Authenticated
-from api.deps import ServicesDep
+from api.deps import Services, ServicesDep
+from api.idempotency import Answer, run_once
 from api.problems import Problem
+from api.routes.cases import IdempotencyHeader
 from eri.auth import Principal, Role
 from eri.handoff.evidence import EvidenceStore, EvidenceTooLargeError, Uploader
 
@@ -56,8 +58,27 @@ def _too_large(limit: int) -> Problem:
     },
 )
 async def upload(
-    case_id: str, request: Request, principal: Authenticated, services: ServicesDep
-) -> JSONResponse:
+    case_id: str,
+    request: Request,
+    principal: Authenticated,
+    services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """A retry with the same ``Idempotency-Key`` gets the first answer and stores nothing."""
+    payload = {
+        "media_type": request.headers.get("content-type"),
+        "length": request.headers.get("content-length"),
+    }
+
+    async def go(update_id: str) -> Answer:
+        return await _upload(case_id, request, principal, services)
+
+    return await run_once(services.sessions, principal, request, payload, go)
+
+
+async def _upload(
+    case_id: str, request: Request, principal: Principal, services: Services
+) -> Answer:
     access = await casework.case_access(services, principal, case_id, "evidence.upload")
     if not may_upload(principal):
         raise await authz.deny(
@@ -105,7 +126,8 @@ async def upload(
             "unsupported-media-type",
             ("Tipo de contenido no válido.", "Invalid media type."),
         ) from None
-    return JSONResponse(
+    return Answer(
+        201,
         {
             "evidence_id": info.evidence_id,
             "case_id": case_id,
@@ -114,5 +136,4 @@ async def upload(
             "media_type": info.media_type,
             "received_at": info.received_at.isoformat(),
         },
-        status_code=201,
     )

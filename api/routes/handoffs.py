@@ -9,6 +9,7 @@ of the institution it claims to come from.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -19,13 +20,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api import authz, casework
 from api.auth import Authenticated
 from api.deps import Services, ServicesDep
+from api.idempotency import Answer, run_once
 from api.problems import Problem
+from api.routes.cases import IdempotencyHeader
 from eri.auth import Principal, Role
 from eri.db.models import Handoff, HandoffInbox
 from eri.handoff import service
@@ -36,8 +40,8 @@ from eri.handoff.package import PackageError, open_package, verify_package
 from eri.handoff.policy import CROSS_BORDER_FACTS, decide
 from eri.handoff.service import HandoffError, Who
 from eri.ledger import Outcome
+from workflows.handoff import Answer as Answered
 from workflows.handoff import (
-    Answer,
     HandoffRequest,
     HandoffWorkflow,
     Requester,
@@ -104,16 +108,36 @@ class StartHandoff(BaseModel):
     ack_within_hours: int = Field(default=72, ge=1, le=24 * 90)
 
 
+def _handoff_id(update_id: str) -> str:
+    """The handoff id of a request: derived from its idempotency key, so a retry after a crash
+    finds the same workflow."""
+    return "hnd_" + hashlib.sha256(update_id.encode()).hexdigest()[:24]
+
+
 @router.post("/v1/cases/{case_id}/handoffs", status_code=202, summary="Hand a case off")
 async def start(
-    case_id: str, body: StartHandoff, principal: Authenticated, services: ServicesDep
-) -> JSONResponse:
+    case_id: str,
+    body: StartHandoff,
+    request: Request,
+    principal: Authenticated,
+    services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    async def go(update_id: str) -> Answer:
+        return await _start(case_id, body, principal, services, update_id)
+
+    return await run_once(services.sessions, principal, request, body.model_dump(mode="json"), go)
+
+
+async def _start(
+    case_id: str, body: StartHandoff, principal: Principal, services: Services, update_id: str
+) -> Answer:
     await casework.case_access(services, principal, case_id, "handoff.start")
     if not allowed(principal, "start"):
         raise await authz.deny(
             services.sessions, principal, what="handoff.start", case_ids=frozenset({case_id})
         )
-    handoff_id = "hnd_" + uuid.uuid4().hex[:24]
+    handoff_id = _handoff_id(update_id)
     # Pre-flight consent check for a clear, immediate answer; the workflow checks again.
     state = await casework.case_state(services, case_id)
     decision = decide(state.protocol_id, state.facts, body.legal_basis, body.reference)
@@ -138,7 +162,7 @@ async def start(
         await service.recipient(services.sessions, body.recipient_institution)
     except HandoffError as exc:
         raise _problem(exc) from None
-    request = HandoffRequest(
+    start_request = HandoffRequest(
         handoff_id=handoff_id,
         case_id=case_id,
         requested_by=Requester(
@@ -151,13 +175,12 @@ async def start(
     client = await services.temporal_client()
     await client.start_workflow(
         HandoffWorkflow.run,
-        request,
+        start_request,
         id=handoff_workflow_id(case_id, handoff_id),
         task_queue=services.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return JSONResponse(
-        {"handoff_id": handoff_id, "case_id": case_id, "basis": decision.basis}, status_code=202
-    )
+    return Answer(202, {"handoff_id": handoff_id, "case_id": case_id, "basis": decision.basis})
 
 
 @router.get("/v1/cases/{case_id}/handoffs/{handoff_id}", summary="A handoff's status")
@@ -184,8 +207,22 @@ async def status(
 
 @router.post("/v1/cases/{case_id}/handoffs/{handoff_id}/recall", summary="Recall a package")
 async def recall(
-    case_id: str, handoff_id: str, principal: Authenticated, services: ServicesDep
-) -> JSONResponse:
+    case_id: str,
+    handoff_id: str,
+    request: Request,
+    principal: Authenticated,
+    services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    async def go(update_id: str) -> Answer:
+        return await _recall(case_id, handoff_id, principal, services, update_id)
+
+    return await run_once(services.sessions, principal, request, {}, go)
+
+
+async def _recall(
+    case_id: str, handoff_id: str, principal: Principal, services: Services, update_id: str
+) -> Answer:
     await casework.case_access(services, principal, case_id, "handoff.recall")
     if not allowed(principal, "recall"):
         raise await authz.deny(
@@ -211,7 +248,7 @@ async def recall(
         actor_id=principal.actor_id, role=principal.role.value, institution=principal.institution
     )
     try:
-        await handle.execute_update(HandoffWorkflow.recall, by)
+        await handle.execute_update(HandoffWorkflow.recall, by, id=update_id)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         code = cause.message if isinstance(cause, ApplicationError) else "recall_failed"
@@ -226,7 +263,7 @@ async def recall(
         ) from None
     except RPCError:
         raise Problem(404, "not-found", ("No existe esa entrega.", "No such handoff.")) from None
-    return JSONResponse({"handoff_id": handoff_id, "status": "recalled"})
+    return Answer(200, {"handoff_id": handoff_id, "status": "recalled"})
 
 
 async def _answer_sender(services: Services, notice: Notice) -> None:
@@ -241,7 +278,7 @@ async def _answer_sender(services: Services, notice: Notice) -> None:
         "acknowledged" if notice.status == "acknowledged" else "rejected"
     )
     await handle.signal(
-        HandoffWorkflow.answered, Answer(status=status, at=notice.at, reason=notice.reason)
+        HandoffWorkflow.answered, Answered(status=status, at=notice.at, reason=notice.reason)
     )
 
 
@@ -361,13 +398,28 @@ def _answerable(row: HandoffInbox) -> None:
 
 @router.post("/v1/handoffs/inbox/{handoff_id}/ack", summary="Acknowledge (signed)")
 async def acknowledge(
-    handoff_id: str, request: Request, principal: Authenticated, services: ServicesDep
-) -> JSONResponse:
+    handoff_id: str,
+    request: Request,
+    principal: Authenticated,
+    services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
     """Body: the notice written by ``eri handoff ack`` (acknowledgement or rejection), signed
     by a registered key of the principal's institution."""
+    raw = await _body(request, MAX_NOTICE)
+
+    async def go(update_id: str) -> Answer:
+        return await _acknowledge(handoff_id, raw, principal, services)
+
+    payload = {"notice_sha256": hashlib.sha256(raw).hexdigest()}
+    return await run_once(services.sessions, principal, request, payload, go)
+
+
+async def _acknowledge(
+    handoff_id: str, raw: bytes, principal: Principal, services: Services
+) -> Answer:
     row = await _inbox_row(services, principal, handoff_id)
     _answerable(row)
-    raw = await _body(request, MAX_NOTICE)
     trusted = await service.trusted_keys(services.sessions, principal.institution)
     try:
         notice = verify_notice(raw, trusted, package_id=handoff_id, header_sha256=row.header_sha256)
@@ -386,7 +438,7 @@ async def acknowledge(
     if notice.kind != "ack" or notice.institution.lower() != principal.institution_code:
         raise Problem(422, "validation-error", ("Acuse inválido.", "Invalid acknowledgement."))
     await _finish_inbox(services, row, notice, principal)
-    return JSONResponse({"handoff_id": handoff_id, "status": notice.status})
+    return Answer(200, {"handoff_id": handoff_id, "status": notice.status})
 
 
 class Rejection(BaseModel):
@@ -397,11 +449,23 @@ class Rejection(BaseModel):
 async def reject(
     handoff_id: str,
     body: Annotated[Rejection, Body()],
+    request: Request,
     principal: Authenticated,
     services: ServicesDep,
-) -> JSONResponse:
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
     """Reject a package (reason code). Signed by this deployment's institution key on the
     recipient's behalf; the bearer token says who decided."""
+
+    async def go(update_id: str) -> Answer:
+        return await _reject(handoff_id, body, principal, services)
+
+    return await run_once(services.sessions, principal, request, body.model_dump(), go)
+
+
+async def _reject(
+    handoff_id: str, body: Rejection, principal: Principal, services: Services
+) -> Answer:
     row = await _inbox_row(services, principal, handoff_id)
     _answerable(row)
     verified = verify_package(row.package)
@@ -424,7 +488,7 @@ async def reject(
         raw,
     )
     await _finish_inbox(services, row, notice, principal)
-    return JSONResponse({"handoff_id": handoff_id, "status": "rejected", "reason": body.reason})
+    return Answer(200, {"handoff_id": handoff_id, "status": "rejected", "reason": body.reason})
 
 
 async def _finish_inbox(
@@ -563,10 +627,25 @@ class Import(BaseModel):
 
 @router.post("/v1/handoffs/inbox/{handoff_id}/import", status_code=201, summary="Open as a case")
 async def import_case(
-    handoff_id: str, body: Import, principal: Authenticated, services: ServicesDep
-) -> JSONResponse:
+    handoff_id: str,
+    body: Import,
+    request: Request,
+    principal: Authenticated,
+    services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
     """Open a received package with this deployment's key, open a case under our own
     protocol linked to the origin by pseudonym only, and acknowledge back (signed)."""
+
+    async def go(update_id: str) -> Answer:
+        return await _import(handoff_id, body, principal, services)
+
+    return await run_once(services.sessions, principal, request, body.model_dump(), go)
+
+
+async def _import(
+    handoff_id: str, body: Import, principal: Principal, services: Services
+) -> Answer:
     row = await _inbox_row(services, principal, handoff_id)
     if not allowed(principal, "import", institution=row.recipient_institution):
         raise await authz.deny(services.sessions, principal, what="handoff.import")
@@ -638,7 +717,8 @@ async def import_case(
     )
     await service.custody(services.sessions, handoff_id, "acknowledged", case_id=case_id, who=who)
     await _send_to_peer(services, row, raw)
-    return JSONResponse(
+    return Answer(
+        201,
         {
             "handoff_id": handoff_id,
             "case_id": case_id,
@@ -646,5 +726,4 @@ async def import_case(
             "protocol_id": chosen.id,
             "evidence": sum(1 for n in opened.parts if n.startswith("evidence/")),
         },
-        status_code=201,
     )

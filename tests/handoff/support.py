@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -47,3 +48,10 @@ async def set_fact(client: Client, case_id: str, fact: str, value: Any) -> None:
     await handle.execute_update(
         CaseWorkflow.set_fact, SetFact(at=datetime.now(UTC), actor=COORD, fact=fact, value=value)
     )
+
+
+async def idempotency_key(request: httpx.Request) -> None:
+    """httpx request hook: a fresh Idempotency-Key on every POST that has none (one action
+    per call, as a client that retries would send the same key again)."""
+    if request.method == "POST" and "idempotency-key" not in request.headers:
+        request.headers["Idempotency-Key"] = uuid.uuid4().hex

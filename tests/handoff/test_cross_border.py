@@ -34,7 +34,7 @@ from eri.notify import LogChannel
 from eri.runtime import Runtime
 from eri.settings import Settings
 from eri.vault import Vault
-from tests.handoff.support import open_gt_case
+from tests.handoff.support import idempotency_key, open_gt_case
 from workflows import WORKFLOWS
 from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 from workflows.interpreter import CaseState
@@ -114,7 +114,11 @@ async def deployment(
     app.state.services.peer_transport = router
     router.apps[host] = httpx.ASGITransport(app=app)
     http = await stack.enter_async_context(
-        httpx.AsyncClient(transport=router, base_url=f"http://{host}")
+        httpx.AsyncClient(
+            transport=router,
+            base_url=f"http://{host}",
+            event_hooks={"request": [idempotency_key]},
+        )
     )
     return Deployment(host, settings, runtime, client, app, http)
 

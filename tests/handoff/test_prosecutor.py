@@ -29,7 +29,7 @@ from eri.runtime import Runtime
 from eri.settings import Settings
 from eri.vault import Vault
 from tests.conftest import worker_on_new_queue
-from tests.handoff.support import open_gt_case, set_fact
+from tests.handoff.support import idempotency_key, open_gt_case, set_fact
 from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 
 PHOTO = b"\xff\xd8synthetic-jpeg" + bytes(range(256)) * 8
@@ -62,7 +62,11 @@ async def api(
     app = create_app(settings)
     async with worker, app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as http:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://eri.test",
+            event_hooks={"request": [idempotency_key]},
+        ) as http:
             yield Api(http, settings), queue
 
 
@@ -120,10 +124,15 @@ async def test_case_to_prosecutor_verified_opened_acknowledged(
     assert r.status_code == 422 and r.json()["code"] == "reference_missing"
 
     await set_fact(client, case_id, "consent", "given")
-    r = await http.http.post(f"/v1/cases/{case_id}/handoffs", json=body, headers=coord)
+    once = coord | {"Idempotency-Key": "start-handoff-0001"}
+    r = await http.http.post(f"/v1/cases/{case_id}/handoffs", json=body, headers=once)
     assert r.status_code == 202, r.text
     handoff_id = r.json()["handoff_id"]
     assert r.json()["basis"] == "consent"
+    # a client retrying after a lost answer gets the same handoff, and nothing starts twice
+    r = await http.http.post(f"/v1/cases/{case_id}/handoffs", json=body, headers=once)
+    assert r.status_code == 202 and r.json()["handoff_id"] == handoff_id
+    assert r.headers["Idempotent-Replayed"] == "true"
 
     prosecutor = http.auth(Role.PROSECUTOR, "MP-FETP", "usr_fisc0001")
     (item,) = await _wait_inbox(http, prosecutor, 1)
