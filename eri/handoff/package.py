@@ -370,7 +370,8 @@ def verify_package(data: bytes, trusted: Iterable[InstitutionPublicKey] | None =
         raise PackageError("header", "malformed", "the header lists no sections")
     sections: list[Section] = []
     for raw in raw_sections:
-        if not isinstance(raw, dict) or not isinstance(raw.get("size"), int):
+        size = raw.get("size") if isinstance(raw, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise PackageError("header", "malformed", "a section entry is malformed")
         sections.append(Section(_str(raw, "name"), offset, raw["size"], _str(raw, "sha256")))
         offset += raw["size"]

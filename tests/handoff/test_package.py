@@ -6,6 +6,8 @@ import dataclasses
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eri.handoff.package as pkg
 from eri.handoff.keys import InstitutionPrivateKey, RecipientPrivateKey
@@ -185,3 +187,28 @@ def test_acks_and_recalls_are_signed_and_bound_to_the_package() -> None:
     assert verify_notice(rejection, [prosecutor.public()]).reason == "incomplete"
     recall = make_recall(verified, SENDER, "SVET")
     assert verify_notice(recall, [SENDER.public()]).kind == "recall"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(
+        st.integers(min_value=0, max_value=len(PACKAGE) - 1), min_size=1, max_size=4, unique=True
+    ),
+    mode=st.sampled_from(["flip", "truncate", "extend", "delete"]),
+    junk=st.binary(min_size=1, max_size=64),
+)
+def test_any_mangled_package_is_refused_with_a_package_error(
+    cuts: list[int], mode: str, junk: bytes
+) -> None:
+    data = bytearray(PACKAGE)
+    if mode == "flip":
+        for cut in cuts:
+            data[cut] ^= 0x80
+    elif mode == "truncate":
+        data = data[: min(cuts)]
+    elif mode == "extend":
+        data[cuts[0] : cuts[0]] = junk
+    else:
+        del data[min(cuts) : max(cuts) + 1]
+    with pytest.raises(PackageError):
+        open_package(bytes(data), RECIPIENT, trusted=[SENDER.public()])
