@@ -23,6 +23,7 @@ from activities.handoff import HandoffActivities
 from api.app import create_app
 from eri import ledger
 from eri.auth import Role, mint
+from eri.canary import LeakScanner
 from eri.crypto.codec import data_converter
 from eri.crypto.wiring import keyring_from_settings
 from eri.db import create_engine, session_factory, upgrade
@@ -40,7 +41,8 @@ from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 from workflows.interpreter import CaseState
 
 STATEMENT = "Relato sintético de una persona ficticia."
-PHOTO = b"synthetic-evidence" * 300
+NAME = "Ximena Quetzal-Canarió"  # a synthetic person, named inside the evidence document
+PHOTO = b"%PDF-synthetic " + NAME.encode() + b" " + b"synthetic-evidence" * 300
 
 
 class Router(httpx.AsyncBaseTransport):
@@ -304,6 +306,13 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
             f"/v1/cases/{gt_case}/handoffs/{handoff_id}/recall", headers=coord_gt
         )
         assert r.status_code == 409 and r.json()["code"] == "not_recallable"
+
+        # Neither database holds the statement or the name in the clear (any encoding).
+        scanner = LeakScanner({"statement": STATEMENT, "name": NAME})
+        for deployment_ in (gt, hn):
+            url = deployment_.settings.effective_database_url
+            assert await scanner.scan_database(url) == [], url
+        assert scanner.scan_sqlite_files(tmp_path / "gt.db") == []
 
         # A malformed package is refused, naming what failed.
         r = await hn.http.post(
