@@ -106,6 +106,14 @@ async def test_case_to_prosecutor_verified_opened_acknowledged(
         headers=http.auth(Role.PROSECUTOR, "MP") | {"Content-Type": "image/jpeg"},
     )
     assert r.status_code == 403
+    r = await http.http.post(f"/v1/cases/{case_id}/evidence", content=PHOTO, headers=coord)
+    assert r.status_code == 415 and "Content-Type" in r.json()["detail"]
+    r = await http.http.post(
+        "/v1/cases/case_doesnotexist0001/evidence",
+        content=PHOTO,
+        headers=coord | {"Content-Type": "image/jpeg"},
+    )
+    assert r.status_code == 404
 
     body = {
         "recipient_institution": "MP-FETP",
