@@ -14,7 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
-from api.routes import codec, health
+from api.routes import audit, codec, health
 from eri.auth import Verifier
 from eri.logging import get_logger
 from eri.runtime import open_runtime
@@ -80,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(audit.router)
     return app
