@@ -185,12 +185,13 @@ async def export(sessions: async_sessionmaker[AsyncSession], out: IO[bytes]) -> 
             header["origin"] = note.Checkpoint.parse_body(note.Note.parse(cps[-1].note).text).origin
         out.write(json.dumps(header).encode() + b"\n")
         count = 0
-        stream = await session.stream_scalars(
-            select(LedgerEntry).order_by(LedgerEntry.seq).execution_options(yield_per=5000)
+        columns = [getattr(LedgerEntry, name) for name in leaf.FIELDS]
+        stream = await session.stream(
+            select(*columns).order_by(LedgerEntry.seq).execution_options(yield_per=10_000)
         )
-        async for entry in stream:
-            out.write(leaf.encode(entry) + b"\n")
-            count += 1
+        async for batch in stream.partitions():
+            out.write(b"".join(leaf.encode(row) + b"\n" for row in batch))
+            count += len(batch)
         leaves = await tree.leaf_hashes(session, size)
         consistency = []
         inclusion = []
