@@ -14,11 +14,13 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
-from api.routes import audit, codec, health
+from api.routes import audit as audit_routes
+from api.routes import cases, codec, health, protocols, tasks
 from eri.auth import Verifier
 from eri.logging import get_logger
 from eri.runtime import open_runtime
 from eri.settings import Settings, get_settings
+from protocols.registry import load_definitions
 
 log = get_logger("eri.api")
 
@@ -28,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_definitions()
         async with open_runtime(settings) as rt:
             app.state.services = Services(
                 settings, rt.engine, rt.sessions, Verifier(settings), rt.keyring
@@ -41,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        responses=problems.documented_errors(),
     )
     problems.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)
@@ -54,6 +58,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=False,
             max_age=600,
         )
+
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # JSON bodies are small; evidence uploads (their own route) stream with their own limit.
+        declared = request.headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > settings.max_body_bytes
+            and not request.url.path.endswith("/evidence")
+        ):
+            return problems.problem_response(
+                request,
+                413,
+                "payload-too-large",
+                (
+                    f"El cuerpo supera {settings.max_body_bytes} bytes.",
+                    f"The body exceeds {settings.max_body_bytes} bytes.",
+                ),
+            )
+        return await call_next(request)
 
     @app.middleware("http")
     async def request_context(
@@ -80,5 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(codec.router)
-    app.include_router(audit.router)
+    app.include_router(protocols.router)
+    app.include_router(cases.router)
+    app.include_router(tasks.router)
+    app.include_router(audit_routes.router)
     return app

@@ -58,3 +58,62 @@ async def deny(
         "forbidden" if status == 403 else "not-found",
         ("No tiene permiso para esta acción.", "You are not allowed to do this."),
     )
+
+
+# --- cases and tasks ------------------------------------------------------------------------
+#
+# Roles (eri.auth.Role) and what they reach here:
+# - responder: tasks whose candidate groups include one of theirs (or assigned to them), and the
+#   cases their institution takes part in (opened them, or named in a task's candidate groups);
+# - coordinator: every case of the protocols their institution belongs to (their commission);
+#   may reassign and act on any task of those cases;
+# - committee: no case or task route at all (the audit routes serve them, without victim data);
+# - prosecutor: only packages handed to them (the handoff routes), no case or task route;
+# - admin: runs the system; no victim data.
+
+#: Roles that may use the case and task routes at all.
+CASEWORK_ROLES = frozenset({Role.RESPONDER, Role.COORDINATOR})
+
+
+def may_use_casework(principal: Principal) -> bool:
+    return principal.role in CASEWORK_ROLES
+
+
+def protocol_member(principal: Principal, institutions: frozenset[str]) -> bool:
+    """The principal's institution is one of the protocol's institutions."""
+    return principal.institution_code in institutions
+
+
+def may_open_case(principal: Principal, institutions: frozenset[str]) -> bool:
+    return may_use_casework(principal) and protocol_member(principal, institutions)
+
+
+def may_see_case(
+    principal: Principal,
+    *,
+    protocol_institutions: frozenset[str],
+    participating: frozenset[str],
+) -> bool:
+    """``participating``: institutions that opened the case or appear in its tasks' groups."""
+    if principal.role is Role.COORDINATOR:
+        return protocol_member(principal, protocol_institutions)
+    if principal.role is Role.RESPONDER:
+        return principal.institution_code in participating
+    return False
+
+
+def may_see_task(
+    principal: Principal, *, groups: frozenset[str], assignee: str | None, case_visible: bool
+) -> bool:
+    if principal.role is Role.COORDINATOR:
+        return case_visible
+    if principal.role is Role.RESPONDER:
+        return assignee == principal.actor_id or bool(groups & set(principal.groups))
+    return False
+
+
+def casework_denied_message() -> tuple[str, str]:
+    return (
+        "Su rol no da acceso a casos ni tareas.",
+        "Your role gives no access to cases or tasks.",
+    )

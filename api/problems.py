@@ -7,6 +7,7 @@ input, which may hold victim data, so it is replaced here).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eri.crypto.errors import KeyShreddedError
@@ -37,6 +39,23 @@ TITLES: dict[str, tuple[str, str]] = {
     "unsupported-media-type": ("Tipo de contenido no admitido", "Unsupported media type"),
     "validation-error": ("Datos inválidos", "Invalid data"),
     "not-ready": ("Servicio no disponible", "Service not ready"),
+    "precondition-required": ("Falta una precondición", "Precondition required"),
+    "idempotency-key-reused": (
+        "Clave de idempotencia ya usada",
+        "Idempotency key already used",
+    ),
+    "request-in-progress": ("Solicitud en curso", "Request in progress"),
+    "claimed-by-other": ("Tarea tomada por otra persona", "Task claimed by someone else"),
+    "not-assignee": ("Tarea no asignada a usted", "Task not assigned to you"),
+    "not-a-candidate": ("Tarea de otro grupo", "Task of another group"),
+    "not-coordinator": ("Solo coordinación", "Coordinators only"),
+    "stale-task": ("La tarea cambió", "The task changed"),
+    "task-not-open": ("Tarea cerrada", "Task closed"),
+    "case-closed": ("Caso cerrado", "Case closed"),
+    "form-invalid": ("Formulario inválido", "Invalid form"),
+    "unknown-fact": ("Hecho desconocido", "Unknown fact"),
+    "illegal-value": ("Valor no permitido", "Value not allowed"),
+    "too-many-requests": ("Demasiadas solicitudes", "Too many requests"),
     "internal-error": ("Error interno", "Internal error"),
 }
 _STATUS_TYPES = {
@@ -51,8 +70,34 @@ _STATUS_TYPES = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
+    428: "precondition-required",
     503: "not-ready",
 }
+
+
+class ProblemBody(BaseModel):
+    """RFC 9457 problem details, as every error of this API answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def documented_errors() -> dict[int | str, dict[str, Any]]:
+    """The error answers every route may give, for the OpenAPI document."""
+    schema: dict[str, Any] = {PROBLEM_JSON: {"schema": ProblemBody.model_json_schema()}}
+    documented: dict[int | str, dict[str, Any]] = {
+        status: {
+            "description": TITLES[type_][1],
+            "content": schema,
+        }
+        for status, type_ in _STATUS_TYPES.items()
+    }
+    documented[500] = {"description": TITLES["internal-error"][1], "content": schema}
+    return documented
 
 
 def language(request: Request) -> str:
@@ -100,11 +145,20 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=hdrs)
 
 
+_SAFE_PART = re.compile(r"[a-z_][a-z0-9_]{0,63}|[0-9]{1,6}")
+
+
+def _safe_part(part: object) -> str:
+    # A location part may be a key of a submitted object, i.e. data: echo identifiers only.
+    text = str(part)
+    return text if _SAFE_PART.fullmatch(text) else "*"
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     # Location and error code only: ``input`` and ``ctx`` can hold the submitted values.
     return [
         {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "field": ".".join(_safe_part(p) for p in err.get("loc", ()) if p != "body") or "body",
             "code": str(err.get("type", "invalid")),
         }
         for err in exc.errors()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -147,8 +148,9 @@ async def main(args: argparse.Namespace) -> None:
             f"({export.stat().st_size / 1e6:.0f} MB)"
         )
         key = log.log_verifier_key(settings).encode()
-        runs = []
+        runs, cpu = [], []
         for _ in range(args.rounds):
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             began = time.perf_counter()
             done = await asyncio.to_thread(
                 subprocess.run,
@@ -159,10 +161,14 @@ async def main(args: argparse.Namespace) -> None:
                 env={**os.environ, "ERI_DATA_DIR": str(work)},
             )
             runs.append(time.perf_counter() - began)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
             assert done.returncode == 0, done.stdout + done.stderr
         print(done.stdout.strip())
         every = ", ".join(f"{r:.2f}" for r in runs)
         print(f"eri audit verify:              {min(runs):8.2f} s (best of {args.rounds}: {every})")
+        print(f"eri audit verify, CPU time:    {min(cpu):8.2f} s (user + system, best)")
+        print(f"load average during the run:   {os.getloadavg()[0]:8.2f}")
     finally:
         await engine.dispose()
 

@@ -25,6 +25,9 @@ SIGNING_SECRET = "jwt-signing"  # noqa: S105 (a file name, not a secret)
 ALGORITHMS = ["EdDSA", "RS256", "ES256"]
 CLOCK_SKEW_SECONDS = 30
 OPAQUE_SUBJECT = re.compile(r"[a-z]{2,12}_[A-Za-z0-9_-]{4,48}")
+#: A protocol candidate group, ``institution:role`` (e.g. ``pgn:social_worker``).
+GROUP = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}:[a-z0-9][a-z0-9_.-]{0,63}")
+MAX_GROUPS = 32
 
 
 class Role(StrEnum):
@@ -40,6 +43,8 @@ class Principal:
     subject: str  # opaque user id, e.g. usr_…
     role: Role
     institution: str  # institution code, e.g. PGN, SBS, DINAF
+    #: The protocol candidate groups (``institution:role``) whose tasks this person does.
+    groups: tuple[str, ...] = ()
 
     @property
     def actor_id(self) -> str:
@@ -48,6 +53,11 @@ class Principal:
         if OPAQUE_SUBJECT.fullmatch(self.subject):
             return self.subject
         return "sub_" + hashlib.sha256(self.subject.encode()).hexdigest()[:32]
+
+    @property
+    def institution_code(self) -> str:
+        """The institution as protocols name it (lower case)."""
+        return self.institution.lower()
 
     @property
     def group(self) -> str:
@@ -72,6 +82,10 @@ class TokenError(Exception):
         ),
         "role": ("El token no tiene un rol válido de ERI.", "The token has no valid ERI role."),
         "institution": ("El token no indica institución.", "The token names no institution."),
+        "groups": (
+            "Los grupos del token no son válidos (institución:rol).",
+            "The token's groups are invalid (institution:role).",
+        ),
     }
 
     def __init__(self, reason: str) -> None:
@@ -99,6 +113,7 @@ def mint(
     *,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    groups: tuple[str, ...] | list[str] = (),
 ) -> str:
     """A short-lived token from the local issuer (embedded default and tests)."""
     issued = int(now if now is not None else time.time())
@@ -113,6 +128,7 @@ def mint(
         "jti": uuid.uuid4().hex,
         "role": role.value,
         "institution": institution,
+        "groups": list(groups),
     }
     return jwt.encode(claims, _local_private_key(settings), algorithm="EdDSA")
 
@@ -158,4 +174,16 @@ class Verifier:
         institution = claims.get("institution")
         if not isinstance(institution, str) or not institution:
             raise TokenError("institution")
-        return Principal(subject=str(claims["sub"]), role=role, institution=institution)
+        groups = claims.get("groups", [])
+        if (
+            not isinstance(groups, list)
+            or len(groups) > MAX_GROUPS
+            or not all(isinstance(g, str) and GROUP.fullmatch(g) for g in groups)
+        ):
+            raise TokenError("groups")
+        return Principal(
+            subject=str(claims["sub"]),
+            role=role,
+            institution=institution,
+            groups=tuple(sorted(set(groups))),
+        )

@@ -22,6 +22,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption key rotation a
 app.add_typer(keys_app, name="keys")
 app.add_typer(protocols_app, name="protocols")
 app.add_typer(audit_app, name="audit")
+users_app = typer.Typer(no_args_is_help=True, help="Users of the local token issuer.")
+app.add_typer(users_app, name="users")
 
 
 def _settings(component: str) -> Settings:
@@ -237,3 +239,88 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _users_db(settings: Settings) -> None:
+    from eri.db import upgrade
+
+    settings.ensure_dirs()
+    upgrade(settings.effective_database_url)
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="Log-in name, e.g. ana.pgn"),
+    role: str = typer.Option(..., help="responder, coordinator, committee, prosecutor or admin"),
+    institution: str = typer.Option(..., help="Institution code, e.g. pgn"),
+    group: list[str] = typer.Option(  # noqa: B008
+        [], "--group", help="Protocol candidate group institution:role (repeatable)"
+    ),
+) -> None:
+    """Add a user of the local issuer."""
+    from eri import users
+
+    settings = _settings("users")
+    try:
+        users.check(name, role, institution, group)
+    except users.UserError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _users_db(settings)
+
+    async def go() -> str:
+        async with open_runtime(settings) as rt:
+            user = await users.add(rt.sessions, name, role, institution, group)
+            return user.user_id
+
+    try:
+        user_id = asyncio.run(go())
+    except users.UserError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"added {name} ({user_id}), {role} at {institution}")
+
+
+@users_app.command("token")
+def users_token(
+    name: str = typer.Argument(...),
+    ttl_minutes: int = typer.Option(0, help="Lifetime (default: ERI_TOKEN_TTL_MINUTES)"),
+) -> None:
+    """Print a short-lived bearer token for a user (local issuer only)."""
+    from eri import users
+
+    settings = _settings("users")
+    if settings.oidc_jwks_url:
+        typer.echo("eri: tokens come from the OIDC provider here (ERI_OIDC_JWKS_URL)", err=True)
+        raise typer.Exit(2)
+    _users_db(settings)
+
+    async def go() -> str:
+        async with open_runtime(settings) as rt:
+            user = await users.get(rt.sessions, name)
+            return users.token(settings, user, ttl_minutes or None)
+
+    try:
+        typer.echo(asyncio.run(go()))
+    except users.UserError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the users of the local issuer."""
+    from eri import users
+
+    settings = _settings("users")
+    _users_db(settings)
+
+    async def go() -> list[tuple[str, str, str, str, str]]:
+        async with open_runtime(settings) as rt:
+            return [
+                (u.name, u.user_id, u.role, u.institution, u.groups)
+                for u in await users.all_users(rt.sessions)
+            ]
+
+    for row in asyncio.run(go()):
+        typer.echo("\t".join(row))

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     jwt_issuer: str = "eri-local"
     jwt_audience: str = "eri-api"
     oidc_jwks_url: str | None = None  # production: verify tokens with the provider's JWKS
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)  # JSON request bodies
     token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     # Secrets outside development come from the environment

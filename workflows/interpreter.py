@@ -23,6 +23,7 @@ written; :func:`apply` assumes a command that :func:`check` accepted.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -109,6 +110,7 @@ class Claim(_Model):
     at: datetime
     actor: Actor
     task_id: str
+    if_revision: int | None = None  # the task revision the caller saw (HTTP If-Match)
 
 
 class Unclaim(_Model):
@@ -116,6 +118,7 @@ class Unclaim(_Model):
     at: datetime
     actor: Actor
     task_id: str
+    if_revision: int | None = None  # the task revision the caller saw (HTTP If-Match)
 
 
 class Reassign(_Model):
@@ -124,6 +127,7 @@ class Reassign(_Model):
     actor: Actor
     task_id: str
     assignee: str | None
+    if_revision: int | None = None
 
 
 class Complete(_Model):
@@ -131,6 +135,7 @@ class Complete(_Model):
     at: datetime
     actor: Actor
     task_id: str
+    if_revision: int | None = None  # the task revision the caller saw (HTTP If-Match)
     form: dict[str, Any] = {}
 
 
@@ -480,6 +485,9 @@ def _may_act(task: Task, actor: Actor) -> None:
         )
 
 
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def validate_form(step: Step, form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check form values against the step's fields; return (non-PII values, PII values).
 
@@ -489,7 +497,8 @@ def validate_form(step: Step, form: dict[str, Any]) -> tuple[dict[str, Any], dic
     errors: dict[str, str] = {}
     for name in form:
         if name not in fields:
-            errors[name] = "unknown_field"
+            # A field name is echoed only if it looks like one: a submitted key may be data.
+            errors[name if FIELD_NAME.fullmatch(name) else "_invalid_name"] = "unknown_field"
     plain: dict[str, Any] = {}
     pii: dict[str, Any] = {}
     for field in fields.values():
@@ -561,6 +570,15 @@ def check(
         _check_fact(protocol, event.fact, event.value)
         return
     task = _open_task(state, event.task_id)
+    if event.if_revision is not None and event.if_revision != task.revision:
+        raise Rejection(
+            "stale_task",
+            412,
+            (
+                "Otra persona cambió esta tarea; recargue la página.",
+                "Someone else changed this task; reload it.",
+            ),
+        )
     if isinstance(event, Claim):
         _may_act(task, event.actor)
         if task.assignee not in (None, event.actor.actor_id):

@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 from eri.audit import note
-from eri.settings import Settings
+from eri.logging import configure_logging
+from eri.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -35,9 +36,13 @@ def _key(value: str) -> note.VerifierKey:
 
 
 def _settings() -> Settings:
-    from eri.cli import _settings as settings_of
-
-    return settings_of("audit")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings, component="audit")
+    return settings
 
 
 @app.command("checkpoint")

@@ -182,6 +182,40 @@ class TaskGroup(Base):
     group_name: Mapped[str] = mapped_column(String(96), primary_key=True)
 
 
+class User(Base):
+    """A person who signs in to the embedded default's local issuer (staff, never victims)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # usr_…
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    institution: Mapped[str] = mapped_column(String(64), nullable=False)
+    groups: Mapped[str] = mapped_column(String(2048), nullable=False)  # space-separated
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a state-changing request, by (caller, Idempotency-Key).
+
+    ``status`` is NULL while the first request is in flight. Answers of state-changing routes
+    carry ids, codes and revisions only (no victim data), so they are stored as sent.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    actor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    etag: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
 class AuditNode(Base):
     """A perfect subtree of the ledger's RFC 9162 Merkle tree: level 0 holds the leaf hashes;
     node ``(level, index)`` covers leaves ``[index * 2**level, (index + 1) * 2**level)``.

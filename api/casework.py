@@ -1,0 +1,658 @@
+"""Casework: what the case and task routes (and the pages) do, authorized, in one place.
+
+Reads come from the read model (``cases``, ``tasks``, ``task_groups``), written by the case
+workflow's activity before an update answers; changes go to the case's workflow as Temporal
+Updates, so an answer means the case has really moved. Every denial is recorded in the ledger
+(:func:`api.authz.deny`): 403 for a role that never reaches cases, 404 for a case or task the
+caller may not see (its existence must not leak).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import authz
+from api.deps import Services
+from api.problems import Problem
+from eri import ledger
+from eri.auth import Principal
+from eri.db.models import CaseRow, LedgerEntry, TaskGroup, TaskRow
+from eri.ledger import Action as LedgerAction
+from eri.ledger import Record
+from eri.vault import Vault
+from protocols.loader import list_protocols
+from protocols.lock import content_hash
+from protocols.model import Protocol, Step
+from protocols.registry import pinned, register
+from workflows.case import CaseInput, CaseView, CaseWorkflow
+from workflows.interpreter import (
+    Actor,
+    CaseState,
+    Claim,
+    Complete,
+    Opened,
+    Reassign,
+    SetFact,
+    Task,
+    Unclaim,
+)
+
+NOT_FOUND_CASE = ("El caso no existe o no tiene acceso.", "No such case, or no access to it.")
+NOT_FOUND_TASK = ("La tarea no existe o no tiene acceso.", "No such task, or no access to it.")
+PAGE_MAX = 100
+
+
+# --- protocols ------------------------------------------------------------------------------
+
+
+def protocols() -> list[Protocol]:
+    """Every loaded protocol version, newest last per id (and registered for the engine)."""
+    found = list_protocols()
+    for protocol in found:
+        register(protocol)
+    return found
+
+
+def protocol(protocol_id: str, version: str | None = None) -> Protocol:
+    matches = [p for p in protocols() if p.id == protocol_id]
+    if version is not None:
+        matches = [p for p in matches if p.version == version]
+    if not matches:
+        raise Problem(
+            404,
+            "not-found",
+            ("No existe ese protocolo o versión.", "No such protocol or version."),
+        )
+    return matches[-1]
+
+
+def institutions_of(p: Protocol) -> frozenset[str]:
+    return frozenset(inst.id for inst in p.institutions)
+
+
+# --- who acts -------------------------------------------------------------------------------
+
+
+def actor(principal: Principal) -> Actor:
+    return Actor(
+        actor_id=principal.actor_id,
+        role=principal.role.value,
+        institution=principal.institution_code,
+        groups=list(principal.groups),
+    )
+
+
+async def require_casework(services: Services, principal: Principal, what: str) -> None:
+    if not authz.may_use_casework(principal):
+        problem = await authz.deny(services.sessions, principal, what=what)
+        problem.detail = authz.casework_denied_message()
+        raise problem
+
+
+# --- Temporal -------------------------------------------------------------------------------
+
+
+def rejection_problem(error: BaseException) -> Problem | None:
+    """The Problem for a case workflow's refusal (an ApplicationError of type Rejection)."""
+    cause = error.cause if isinstance(error, WorkflowUpdateFailedError) else error
+    if not isinstance(cause, ApplicationError) or cause.type != "Rejection":
+        return None
+    details: dict[str, Any] = cause.details[0] if cause.details else {}
+    code = str(cause.message or "rejected")
+    status = int(details.get("status", 409))
+    fields = details.get("fields") or {}
+    extra: dict[str, Any] = {"code": code}
+    if fields:
+        extra["errors"] = [{"field": k, "code": v} for k, v in sorted(fields.items())]
+    message = (str(details.get("es", "")), str(details.get("en", ""))) if details else None
+    return Problem(status, code.replace("_", "-"), message, extra)
+
+
+async def _update(
+    services: Services, case_id: str, update: Any, event: Any, update_id: str
+) -> CaseView:
+    client = await services.temporal_client()
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
+    try:
+        view: CaseView = await handle.execute_update(update, event, id=update_id)
+    except WorkflowUpdateFailedError as error:
+        problem = rejection_problem(error)
+        if problem is None:
+            raise
+        raise problem from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            # The run has completed (the case closed) or never existed.
+            raise Problem(
+                409, "case-closed", ("El caso está cerrado.", "The case is closed.")
+            ) from None
+        raise
+    return view
+
+
+# --- opening a case -------------------------------------------------------------------------
+
+
+def new_case_id(services: Services, actor_id: str, idempotency_key: str) -> str:
+    """Opaque and unguessable, but the same for a retried request (so a retry after a crash
+    reaches the same workflow instead of opening a second case)."""
+    secret = services.settings.dev_secret("case-ids")
+    digest = hmac.new(secret, f"{actor_id}\n{idempotency_key}".encode(), hashlib.sha256)
+    return "case_" + digest.hexdigest()[:24]
+
+
+async def open_case(
+    services: Services,
+    principal: Principal,
+    *,
+    protocol_id: str,
+    version: str | None,
+    facts: dict[str, Any],
+    intake: dict[str, Any],
+    update_id: str,
+) -> CaseView:
+    await require_casework(services, principal, "cases.open")
+    chosen = protocol(protocol_id, version)
+    if not authz.may_open_case(principal, institutions_of(chosen)):
+        raise await authz.deny(services.sessions, principal, what="cases.open")
+    case_id = new_case_id(services, principal.actor_id, update_id)
+    client = await services.temporal_client()
+    start = WithStartWorkflowOperation(
+        CaseWorkflow.run,
+        CaseInput(
+            case_id=case_id,
+            protocol_id=chosen.id,
+            protocol_version=chosen.version,
+            protocol_hash=content_hash(chosen),
+            opened=Opened(at=datetime.now(UTC), actor=actor(principal), facts=facts),
+            intake=intake,
+        ),
+        id=case_id,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_queue=services.settings.temporal_task_queue,
+    )
+    try:
+        view: CaseView = await client.execute_update_with_start_workflow(
+            CaseWorkflow.opened, start_workflow_operation=start, id=update_id
+        )
+    except WorkflowUpdateFailedError as error:
+        problem = rejection_problem(error)
+        if problem is None:
+            raise
+        raise problem from None
+    except ApplicationError as error:  # the workflow refused its input (e.g. a bad fact)
+        problem = rejection_problem(error)
+        if problem is None:
+            raise
+        raise problem from None
+    return view
+
+
+# --- reading cases --------------------------------------------------------------------------
+
+
+@dataclass
+class CaseAccess:
+    row: CaseRow
+    protocol: Protocol
+
+
+async def _participating(services: Services, case_id: str) -> frozenset[str]:
+    async with services.sessions() as session:
+        groups = (
+            await session.execute(
+                select(TaskGroup.group_name)
+                .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
+                .where(TaskRow.case_id == case_id)
+            )
+        ).scalars()
+        return frozenset(g.split(":", 1)[0] for g in groups)
+
+
+async def case_access(
+    services: Services, principal: Principal, case_id: str, what: str
+) -> CaseAccess:
+    """The case, if the caller may see it; else 404 (recorded)."""
+    await require_casework(services, principal, what)
+    async with services.sessions() as session:
+        row = await session.get(CaseRow, case_id) if len(case_id) <= 64 else None
+    if row is not None:
+        p = pinned_or_loaded(row.protocol_hash)
+        participating = await _participating(services, case_id) | {
+            row.opened_by_institution.lower()
+        }
+        if authz.may_see_case(
+            principal,
+            protocol_institutions=institutions_of(p),
+            participating=participating,
+        ):
+            return CaseAccess(row, p)
+    known = frozenset({case_id}) if row is not None else frozenset()
+    problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
+    problem.detail = NOT_FOUND_CASE
+    raise problem
+
+
+def pinned_or_loaded(protocol_hash: str) -> Protocol:
+    try:
+        return pinned(protocol_hash)
+    except LookupError:
+        protocols()
+        return pinned(protocol_hash)
+
+
+async def case_state(services: Services, case_id: str) -> CaseState:
+    client = await services.temporal_client()
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
+    state: CaseState = await handle.query(CaseWorkflow.state)
+    return state
+
+
+async def read_case(
+    services: Services, principal: Principal, case_id: str, reason: str | None
+) -> dict[str, Any]:
+    """The decrypted case, for those allowed; every read leaves a ``case.viewed`` entry."""
+    access = await case_access(services, principal, case_id, "cases.read")
+    state = await case_state(services, case_id)
+    data = await Vault(services.keyring, services.sessions).get_all(case_id)
+    await ledger.append(
+        services.sessions,
+        Record(
+            idempotency_key=f"view:{uuid.uuid4().hex}",
+            action=LedgerAction.CASE_VIEWED,
+            case_id=case_id,
+            protocol_id=access.row.protocol_id,
+            protocol_version=access.row.protocol_version,
+            actor_id=principal.actor_id,
+            actor_role=principal.role.value,
+            actor_institution=principal.institution,
+            detail_hash=ledger.detail_hash({"reason": reason}) if reason else None,
+        ),
+    )
+    return {
+        "case_id": case_id,
+        "protocol": {"id": access.row.protocol_id, "version": access.row.protocol_version},
+        "status": access.row.status,
+        "opened_at": state.opened_at,
+        "closed_at": state.closed_at,
+        "revision": state.revision,
+        "facts": state.facts,
+        "data": data,
+        "tasks": [t.model_dump(mode="json") for t in state.tasks.values()],
+    }
+
+
+async def timeline(services: Services, principal: Principal, case_id: str) -> list[dict[str, Any]]:
+    await case_access(services, principal, case_id, "cases.timeline")
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(LedgerEntry)
+                .where(LedgerEntry.case_id == case_id)
+                .order_by(LedgerEntry.case_seq)
+            )
+        ).scalars()
+        return [
+            {
+                "seq": r.case_seq,
+                "at": r.recorded_at,
+                "action": r.action,
+                "outcome": r.outcome,
+                "step_id": r.step_id,
+                "actor_id": r.actor_id,
+                "actor_role": r.actor_role,
+                "actor_institution": r.actor_institution,
+                "deadline_status": r.deadline_status,
+            }
+            for r in rows
+        ]
+
+
+async def set_fact(
+    services: Services,
+    principal: Principal,
+    case_id: str,
+    fact: str,
+    value: Any,
+    update_id: str,
+) -> CaseView:
+    await case_access(services, principal, case_id, "cases.facts")
+    event = SetFact(at=datetime.now(UTC), actor=actor(principal), fact=fact, value=value)
+    return await _update(services, case_id, CaseWorkflow.set_fact, event, update_id)
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskAccess:
+    row: TaskRow
+    groups: list[str]
+    case: CaseAccess
+
+    @property
+    def step(self) -> Step:
+        return self.case.protocol.step(self.row.step_id)
+
+
+async def task_access(
+    services: Services, principal: Principal, task_id: str, what: str
+) -> TaskAccess:
+    await require_casework(services, principal, what)
+    async with services.sessions() as session:
+        row = await session.get(TaskRow, task_id) if len(task_id) <= 160 else None
+        groups = (
+            list(
+                (
+                    await session.execute(
+                        select(TaskGroup.group_name).where(TaskGroup.task_id == task_id)
+                    )
+                ).scalars()
+            )
+            if row is not None
+            else []
+        )
+    if row is not None:
+        case_row = None
+        async with services.sessions() as session:
+            case_row = await session.get(CaseRow, row.case_id)
+        if case_row is not None:
+            p = pinned_or_loaded(case_row.protocol_hash)
+            participating = await _participating(services, row.case_id) | {
+                case_row.opened_by_institution.lower()
+            }
+            case_visible = authz.may_see_case(
+                principal, protocol_institutions=institutions_of(p), participating=participating
+            )
+            if authz.may_see_task(
+                principal,
+                groups=frozenset(groups),
+                assignee=row.assignee,
+                case_visible=case_visible,
+            ):
+                return TaskAccess(row, groups, CaseAccess(case_row, p))
+    known = frozenset({row.case_id}) if row is not None else frozenset()
+    problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
+    problem.detail = NOT_FOUND_TASK
+    raise problem
+
+
+def etag(row: TaskRow | Task) -> str:
+    return f'"{row.revision}"'
+
+
+def if_match_revision(header: str | None) -> int | None:
+    """The revision an ``If-Match`` names (``"3"`` or ``W/"3"``); None without the header."""
+    if header is None or header.strip() == "*":
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise Problem(
+            412,
+            "stale-task",
+            ("If-Match no corresponde a esta tarea.", "If-Match does not match this task."),
+        )
+    return int(value)
+
+
+def task_summary(row: TaskRow, groups: list[str], p: Protocol, lang: str) -> dict[str, Any]:
+    step = p.step(row.step_id)
+    return {
+        "task_id": row.task_id,
+        "case_id": row.case_id,
+        "protocol": {"id": row.protocol_id, "version": row.protocol_version},
+        "step_id": row.step_id,
+        "title": step.title.get(lang),
+        "occurrence": row.occurrence,
+        "status": row.status,
+        "assignee": row.assignee,
+        "candidate_groups": sorted(groups),
+        "opened_at": row.opened_at,
+        "due_at": row.due_at,
+        "overdue": row.deadline_missed,
+        "escalations": row.rungs_fired,
+        "closed_at": row.closed_at,
+        "revision": row.revision,
+    }
+
+
+def form_schema(step: Step, lang: str) -> dict[str, Any] | None:
+    if step.form is None:
+        return None
+    return {
+        "id": step.form.id,
+        "title": step.form.title.get(lang),
+        "fields": [
+            {
+                "id": f.id,
+                "type": f.type,
+                "label": f.label.get(lang),
+                "required": f.required,
+                "values": f.values,
+                "sensitive": f.pii,
+            }
+            for f in step.form.fields
+        ],
+    }
+
+
+def task_detail(access: TaskAccess, lang: str, draft: dict[str, Any] | None) -> dict[str, Any]:
+    step = access.step
+    body = task_summary(access.row, access.groups, access.case.protocol, lang)
+    body.update(
+        {
+            "instructions": step.instructions.get(lang),
+            "phase": step.phase,
+            "form": form_schema(step, lang),
+            "draft": draft,
+        }
+    )
+    return body
+
+
+def _draft_field(task_id: str) -> str:
+    return "draft." + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+
+
+async def get_task(
+    services: Services, principal: Principal, task_id: str, lang: str
+) -> tuple[dict[str, Any], str]:
+    access = await task_access(services, principal, task_id, "tasks.read")
+    draft = None
+    if access.row.status == "open":
+        vault = Vault(services.keyring, services.sessions)
+        try:
+            draft = await vault.get(access.row.case_id, _draft_field(task_id))
+        except LookupError:
+            draft = None
+    return task_detail(access, lang, draft), etag(access.row)
+
+
+async def save_draft(
+    services: Services, principal: Principal, task_id: str, form: dict[str, Any]
+) -> TaskAccess:
+    access = await task_access(services, principal, task_id, "tasks.draft")
+    if access.row.status != "open":
+        raise Problem(
+            409,
+            "task-not-open",
+            ("La tarea ya no está abierta.", "The task is no longer open."),
+        )
+    known = {f.id for f in (access.step.form.fields if access.step.form else [])}
+    unknown = [k for k in form if k not in known]
+    if unknown:
+        raise Problem(
+            422,
+            "form-invalid",
+            ("El borrador tiene campos desconocidos.", "The draft has unknown fields."),
+            {"errors": [{"field": "*", "code": "unknown_field"} for _ in unknown[:20]]},
+        )
+    await Vault(services.keyring, services.sessions).put(
+        access.row.case_id, _draft_field(task_id), form
+    )
+    return access
+
+
+async def task_command(
+    services: Services,
+    principal: Principal,
+    task_id: str,
+    command: str,
+    *,
+    update_id: str,
+    if_match: str | None,
+    form: dict[str, Any] | None = None,
+    assignee: str | None = None,
+) -> CaseView:
+    access = await task_access(services, principal, task_id, f"tasks.{command}")
+    revision = if_match_revision(if_match)
+    now = datetime.now(UTC)
+    who = actor(principal)
+    event: Any
+    update: Any
+    if command == "claim":
+        event, update = (
+            Claim(at=now, actor=who, task_id=task_id, if_revision=revision),
+            (CaseWorkflow.claim),
+        )
+    elif command == "unclaim":
+        event, update = (
+            Unclaim(at=now, actor=who, task_id=task_id, if_revision=revision),
+            (CaseWorkflow.unclaim),
+        )
+    elif command == "reassign":
+        event = Reassign(
+            at=now, actor=who, task_id=task_id, assignee=assignee, if_revision=revision
+        )
+        update = CaseWorkflow.reassign
+    else:
+        event = Complete(at=now, actor=who, task_id=task_id, form=form or {}, if_revision=revision)
+        update = CaseWorkflow.complete
+    return await _update(services, access.row.case_id, update, event, update_id)
+
+
+# --- the inbox ------------------------------------------------------------------------------
+
+
+@dataclass
+class InboxQuery:
+    group: str | None = None
+    assignee: str | None = None  # "me" or None
+    status: str = "open"
+    protocol_id: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    overdue: bool | None = None
+    sort: str = "due"  # due | opened
+    limit: int = 50
+    cursor: str | None = None
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    raw = json.dumps(values, default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != 2:
+            raise ValueError
+        return values
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(
+            400,
+            "bad-request",
+            ("El cursor no es válido.", "The cursor is invalid."),
+        ) from None
+
+
+async def inbox(
+    services: Services, principal: Principal, query: InboxQuery, lang: str
+) -> dict[str, Any]:
+    await require_casework(services, principal, "tasks.list")
+    stmt = select(TaskRow).where(TaskRow.status == query.status)
+    if principal.role.value == "coordinator":
+        ids = [p.id for p in protocols() if principal.institution_code in institutions_of(p)]
+        stmt = stmt.where(TaskRow.protocol_id.in_(ids))
+    else:
+        mine = TaskRow.assignee == principal.actor_id
+        in_groups = TaskRow.task_id.in_(
+            select(TaskGroup.task_id).where(TaskGroup.group_name.in_(list(principal.groups)))
+        )
+        stmt = stmt.where(or_(mine, in_groups))
+    if query.group:
+        stmt = stmt.where(
+            TaskRow.task_id.in_(
+                select(TaskGroup.task_id).where(TaskGroup.group_name == query.group)
+            )
+        )
+    if query.assignee == "me":
+        stmt = stmt.where(TaskRow.assignee == principal.actor_id)
+    elif query.assignee == "none":
+        stmt = stmt.where(TaskRow.assignee.is_(None))
+    if query.protocol_id:
+        stmt = stmt.where(TaskRow.protocol_id == query.protocol_id)
+    if query.due_before:
+        stmt = stmt.where(TaskRow.due_at < query.due_before)
+    if query.due_after:
+        stmt = stmt.where(TaskRow.due_at >= query.due_after)
+    if query.overdue is not None:
+        stmt = stmt.where(TaskRow.deadline_missed.is_(query.overdue))
+    column = TaskRow.due_at if query.sort == "due" else TaskRow.opened_at
+    if query.cursor:
+        last, last_id = _decode_cursor(query.cursor)
+        if last is None:
+            stmt = stmt.where(and_(column.is_(None), TaskRow.task_id > last_id))
+        else:
+            at = datetime.fromisoformat(last)
+            stmt = stmt.where(
+                or_(
+                    column > at,
+                    and_(column == at, TaskRow.task_id > last_id),
+                    column.is_(None),
+                )
+            )
+    # Overdue and soonest first; tasks without a deadline last.
+    stmt = stmt.order_by(column.is_(None), column, TaskRow.task_id).limit(query.limit + 1)
+    async with services.sessions() as session:
+        rows = list((await session.execute(stmt)).scalars())
+        page, more = rows[: query.limit], len(rows) > query.limit
+        groups: dict[str, list[str]] = {r.task_id: [] for r in page}
+        if page:
+            for task_id, group in await session.execute(
+                select(TaskGroup.task_id, TaskGroup.group_name).where(
+                    TaskGroup.task_id.in_(list(groups))
+                )
+            ):
+                groups[task_id].append(group)
+    hashes = {p.key: p for p in protocols()}
+    items = [
+        task_summary(r, groups[r.task_id], hashes[f"{r.protocol_id}@{r.protocol_version}"], lang)
+        for r in page
+    ]
+    next_cursor = None
+    if more and page:
+        last_row = page[-1]
+        value = last_row.due_at if query.sort == "due" else last_row.opened_at
+        next_cursor = _encode_cursor([value.isoformat() if value else None, last_row.task_id])
+    return {"items": items, "next_cursor": next_cursor}

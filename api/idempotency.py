@@ -1,0 +1,175 @@
+"""Idempotency-Key for every state-changing request: a retry gets the first answer.
+
+A phone on a bad connection resends a request whose answer it never saw. The first request
+with a given key (per caller) records its answer; a retry with the same key and the same
+request gets that answer back and changes nothing; the same key with a different request is
+refused (422). While the first is still running, a retry answers 409 with ``Retry-After``; if
+the process that ran it died, the retry takes over after ``STALE_AFTER`` and reaches Temporal
+with the same update id, which Temporal applies once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.problems import Problem, problem_response
+from eri.auth import Principal
+from eri.db.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
+STALE_AFTER = timedelta(seconds=60)
+
+
+_IN_PROGRESS = Problem(
+    409,
+    "request-in-progress",
+    (
+        "La primera solicitud con esta clave aún está en curso; reintente.",
+        "The first request with this key is still running; retry shortly.",
+    ),
+    headers={"Retry-After": "2"},
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    etag: str | None = None
+
+
+def fingerprint(request: Request, payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
+
+
+def request_key(request: Request) -> str:
+    key = request.headers.get(HEADER)
+    if key is None:
+        raise Problem(
+            428,
+            "precondition-required",
+            (
+                f"Falta la cabecera {HEADER}: envíe un valor único por acción "
+                "(el mismo al reintentar).",
+                f"Missing the {HEADER} header: send a unique value per action "
+                "(the same one when retrying).",
+            ),
+        )
+    if not KEY.fullmatch(key):
+        raise Problem(
+            400,
+            "bad-request",
+            (
+                f"{HEADER} debe tener 8 a 128 caracteres (letras, dígitos, . _ : -).",
+                f"{HEADER} must be 8 to 128 characters (letters, digits, . _ : -).",
+            ),
+        )
+    return key
+
+
+def _response(answer: Answer, replayed: bool) -> JSONResponse:
+    headers = {"ETag": answer.etag} if answer.etag else {}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    media = "application/problem+json" if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers, media_type=media)
+
+
+async def run_once(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    request: Request,
+    payload: Any,
+    action: Callable[[str], Awaitable[Answer]],
+) -> Response:
+    """Run ``action(update_id)`` once per (caller, key); answer retries from the record.
+
+    ``action`` raises :class:`Problem` for a refusal: 4xx refusals are recorded too (a retry
+    gets the same refusal); anything else leaves no record, so a retry runs again.
+    """
+    key = request_key(request)
+    # Stored hashed: the key is the client's choice, and could be anything.
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    digest = fingerprint(request, payload)
+    actor = principal.actor_id
+    now = datetime.now(UTC)
+    try:
+        async with sessions.begin() as session:
+            row = await session.get(IdempotencyRecord, (actor, key_hash), with_for_update=True)
+            if row is not None:
+                if row.fingerprint != digest:
+                    raise Problem(
+                        422,
+                        "idempotency-key-reused",
+                        (
+                            f"Esta {HEADER} ya se usó con otra solicitud.",
+                            f"This {HEADER} was already used with a different request.",
+                        ),
+                    )
+                if row.status is not None:
+                    body = json.loads(row.body or b"{}")
+                    return _response(Answer(row.status, body, row.etag), replayed=True)
+                if now - row.created_at < STALE_AFTER:
+                    raise _IN_PROGRESS
+                row.created_at = now  # the first request died: take over
+            else:
+                session.add(
+                    IdempotencyRecord(
+                        actor_id=actor, key=key_hash, fingerprint=digest, created_at=now
+                    )
+                )
+    except IntegrityError:
+        raise _IN_PROGRESS from None  # a concurrent first request inserted it
+    try:
+        answer = await action(f"{actor}:{key_hash[:32]}")
+    except Problem as problem:
+        if problem.status >= 500:
+            await _forget(sessions, actor, key_hash)
+            raise
+        rendered = problem_response(
+            request, problem.status, problem.type, problem.detail, problem.extra
+        )
+        answer = Answer(problem.status, json.loads(bytes(rendered.body)))
+    except BaseException:
+        await _forget(sessions, actor, key_hash)
+        raise
+    async with sessions.begin() as session:
+        row = await session.get(IdempotencyRecord, (actor, key_hash))
+        if row is not None:
+            row.status = answer.status
+            row.body = json.dumps(answer.body).encode()
+            row.etag = answer.etag
+    return _response(answer, replayed=False)
+
+
+async def _forget(sessions: async_sessionmaker[AsyncSession], actor: str, key: str) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.actor_id == actor, IdempotencyRecord.key == key
+            )
+        )
+
+
+async def purge_older_than(sessions: async_sessionmaker[AsyncSession], age: timedelta) -> int:
+    """Forget answers older than ``age`` (a retry after that runs as a new request)."""
+    cutoff = datetime.now(UTC) - age
+    async with sessions.begin() as session:
+        result = await session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
