@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
-from api import authz
+from api import authz, casework
 from api.auth import Authenticated
 from api.deps import ServicesDep
 from api.problems import Problem
@@ -248,8 +248,13 @@ async def compliance_chart(
 async def access_history(
     case_id: Annotated[str, Path(pattern=CASE_ID)], principal: Authenticated, services: ServicesDep
 ) -> JSONResponse:
-    """Who viewed this case: its case.viewed, payload.decoded and access.denied entries."""
+    """Who viewed this case: its case.viewed, payload.decoded and access.denied entries.
+
+    Coordinators see the history of the cases they may see (their commission's protocols, as
+    :func:`api.casework.case_access` decides); admins, of any case."""
     await _allow(services, principal, ACCESS_HISTORY_ROLES, "audit.access", frozenset({case_id}))
+    if principal.role is Role.COORDINATOR:  # only cases of their commission (404 otherwise)
+        await casework.case_access(services, principal, case_id, "audit.access")
     query = (
         select(LedgerEntry)
         .where(LedgerEntry.case_id == case_id, LedgerEntry.action.in_(ACCESS_ACTIONS))

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from api import casework
 from api.app import create_app
 from api.deps import Services
 from api.routes import audit as audit_routes
@@ -21,9 +22,11 @@ from eri import ledger
 from eri.audit import log, merkle, note
 from eri.auth import Role, mint
 from eri.canary import LeakScanner
+from eri.db.models import CaseRow
 from eri.ledger import Action, Outcome, Record
 from eri.settings import Settings
 from eri.vault import Vault
+from protocols.lock import content_hash
 from tests.audit.conftest import T0, WITNESS
 
 K = 11
@@ -72,6 +75,21 @@ async def _seed(api: Api) -> None:
     """A case with victim data in the vault; tasks completed by two institutions: SVET k-1,
     PGN k, MP 1 (so SVET and MP hide each other and PGN stays shown)."""
     await Vault(api.services.keyring, api.services.sessions).put(CASE, "intake", PLANTED)
+    gt = casework.protocol("gt-eri")
+    async with api.services.sessions.begin() as session:
+        session.add(
+            CaseRow(
+                case_id=CASE,
+                protocol_id=gt.id,
+                protocol_version=gt.version,
+                protocol_hash=content_hash(gt),
+                country="GT",
+                status="open",
+                opened_at=T0,
+                opened_by_institution="svet",
+                revision=1,
+            )
+        )
     n = 0
     for institution, count in (("SVET", K - 1), ("PGN", K), ("MP", 1)):
         for c in range(count):
@@ -278,6 +296,11 @@ async def test_access_history_for_coordinators(api: Api) -> None:
         ("payload.decoded", "usr_coor0001"),
         ("access.denied", "usr_resp0001"),
     ]
+    # A coordinator of another commission (Honduras) gets 404, recorded as a denial.
+    other = await api.client.get(
+        f"/audit/cases/{CASE}/access", headers=bearer(api.settings, Role.COORDINATOR, "SENAF")
+    )
+    assert other.status_code == 404
     assert (
         await api.client.get(
             "/audit/cases/not-a-case/access", headers=bearer(api.settings, Role.COORDINATOR)
