@@ -81,6 +81,31 @@ async def appends(sessions, start: int, count: int) -> float:  # type: ignore[no
     return count / (time.perf_counter() - began)
 
 
+async def append_ab(work: Path, rounds: int, count: int) -> tuple[float, float]:
+    """Median append rate with and without the Merkle write, interleaved on one throwaway
+    SQLite database (the ``without`` rounds leave its tree incomplete; nothing reads it)."""
+    url = f"sqlite+aiosqlite:///{work / 'ab.db'}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    real = tree.add_leaf
+
+    async def skip(*_: object) -> None:
+        return None
+
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for r in range(rounds):
+            for with_tree in (True, False):
+                tree.add_leaf = real if with_tree else skip  # type: ignore[assignment]
+                start = (2 * r + with_tree) * count + 10_000_000
+                rates[with_tree].append(await appends(sessions, start, count))
+    finally:
+        tree.add_leaf = real  # type: ignore[assignment]
+        await engine.dispose()
+    return statistics.median(rates[True]), statistics.median(rates[False])
+
+
 async def bulk_fill(engine, sessions, target: int) -> float:  # type: ignore[no-untyped-def]
     """Fill the log to ``target`` entries: rebuild the frontier of what is there, then insert."""
     began = time.perf_counter()
@@ -120,6 +145,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         fresh = await appends(sessions, 0, args.appends)
         print(f"append rate, fresh log:        {fresh:8.0f} /s")
+        with_tree, without = await append_ab(work, 5, max(50, args.appends // 5))
+        print(f"append A/B, with / without tree: {with_tree:6.0f} / {without:.0f} /s (median of 5)")
         filled = await bulk_fill(engine, sessions, args.entries)
         print(f"bulk fill to {args.entries:,}:       {filled:8.1f} s")
         at_n = await appends(sessions, args.appends, args.appends)
