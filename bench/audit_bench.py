@@ -82,12 +82,14 @@ async def appends(sessions, start: int, count: int) -> float:  # type: ignore[no
 
 
 async def append_ab(work: Path, rounds: int, count: int) -> tuple[float, float]:
-    """Median append rate with and without the Merkle write, interleaved on one throwaway
-    SQLite database (the ``without`` rounds leave its tree incomplete; nothing reads it)."""
-    url = f"sqlite+aiosqlite:///{work / 'ab.db'}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    sessions = session_factory(engine)
+    """Median append rate with and without the Merkle write, interleaved, each on its own fresh
+    SQLite database (the ``without`` one never gets a tree; nothing reads it)."""
+    dbs = {}
+    for with_tree in (True, False):
+        url = f"sqlite+aiosqlite:///{work / f'ab-{with_tree}.db'}"
+        await asyncio.to_thread(upgrade, url)
+        engine = create_engine(url)
+        dbs[with_tree] = (engine, session_factory(engine))
     real = tree.add_leaf
 
     async def skip(*_: object) -> None:
@@ -98,11 +100,11 @@ async def append_ab(work: Path, rounds: int, count: int) -> tuple[float, float]:
         for r in range(rounds):
             for with_tree in (True, False):
                 tree.add_leaf = real if with_tree else skip  # type: ignore[assignment]
-                start = (2 * r + with_tree) * count + 10_000_000
-                rates[with_tree].append(await appends(sessions, start, count))
+                rates[with_tree].append(await appends(dbs[with_tree][1], r * count, count))
     finally:
         tree.add_leaf = real  # type: ignore[assignment]
-        await engine.dispose()
+        for engine, _ in dbs.values():
+            await engine.dispose()
     return statistics.median(rates[True]), statistics.median(rates[False])
 
 
