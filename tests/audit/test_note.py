@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from eri.audit import note
+import pytest
+from pydantic import SecretStr
+
+from eri.audit import log, note
+from eri.settings import Environment, Settings, SettingsError
 
 # The example key and note of the signed-note specification (golang.org/x/mod/sumdb/note).
 SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -68,3 +72,17 @@ def test_checkpoint_body_and_cosignature_v1() -> None:
 def test_malformed_notes_are_refused(bad: str) -> None:
     with pytest.raises(note.NoteError):
         note.Note.parse(bad)
+
+
+def test_production_refuses_a_missing_log_key(tmp_path: Path) -> None:
+    settings = Settings(
+        environment=Environment.PRODUCTION,
+        database_url="postgresql+asyncpg://eri@db/eri",
+        kek=SecretStr("a" * 44),
+        keys_dir=tmp_path,
+    )
+    with pytest.raises(SettingsError, match="audit-log-signing"):
+        log.log_signer(settings)
+    development = Settings(keys_dir=tmp_path / "dev")
+    assert log.log_signer(development).verifier == log.log_signer(development).verifier
+    assert (tmp_path / "dev" / "audit-log-signing").stat().st_mode & 0o777 == 0o600
