@@ -69,8 +69,9 @@ def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 
 
 def _entry(e: LedgerEntry) -> dict[str, Any]:
-    fields = leaf.decode(leaf.encode(e))
-    return {**fields, "leaf_hash": merkle.leaf_hash(leaf.encode(e)).hex()}
+    """The entry's fields as its leaf holds them, with the leaf hash (for inclusion proofs)."""
+    encoded = leaf.encode(e)
+    return {**leaf.decode(encoded), "leaf_hash": merkle.leaf_hash(encoded).hex()}
 
 
 From = Annotated[datetime | None, Query(alias="from")]

@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def _hashes(values: list[str]) -> list[bytes]:
 def verify_export(
     path: Path,
     log_key: note.VerifierKey,
-    witnesses: list[note.VerifierKey] = (),  # type: ignore[assignment]
+    witnesses: Sequence[note.VerifierKey] = (),
 ) -> Report:
     report = Report()
     with path.open("rb") as fh:
