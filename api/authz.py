@@ -15,8 +15,8 @@ from eri import ledger
 from eri.auth import Principal, Role
 from eri.ledger import Action, Outcome, Record
 
-#: Roles that may see decoded Temporal payloads of cases in the Web UI. Case participation
-#: (a coordinator sees only their commission's cases) narrows this once cases are recorded.
+#: Roles that may see decoded Temporal payloads of cases in the Web UI, and only for cases of
+#: protocols their institution belongs to (api/routes/codec.py checks the read model).
 CASE_PAYLOAD_ROLES = frozenset({Role.COORDINATOR})
 #: Roles that may see decoded payloads that belong to no case (operators debugging the system).
 SYSTEM_PAYLOAD_ROLES = frozenset({Role.ADMIN, Role.COORDINATOR})

@@ -227,6 +227,19 @@ async def _participating(services: Services, case_id: str) -> frozenset[str]:
         return frozenset(g.split(":", 1)[0] for g in groups)
 
 
+async def _case_visible(
+    services: Services, principal: Principal, row: CaseRow
+) -> tuple[bool, Protocol]:
+    p = pinned_or_loaded(row.protocol_hash)
+    participating = await _participating(services, row.case_id) | {
+        row.opened_by_institution.lower()
+    }
+    visible = authz.may_see_case(
+        principal, protocol_institutions=institutions_of(p), participating=participating
+    )
+    return visible, p
+
+
 async def case_access(
     services: Services, principal: Principal, case_id: str, what: str
 ) -> CaseAccess:
@@ -235,15 +248,8 @@ async def case_access(
     async with services.sessions() as session:
         row = await session.get(CaseRow, case_id) if len(case_id) <= 64 else None
     if row is not None:
-        p = pinned_or_loaded(row.protocol_hash)
-        participating = await _participating(services, case_id) | {
-            row.opened_by_institution.lower()
-        }
-        if authz.may_see_case(
-            principal,
-            protocol_institutions=institutions_of(p),
-            participating=participating,
-        ):
+        visible, p = await _case_visible(services, principal, row)
+        if visible:
             return CaseAccess(row, p)
     known = frozenset({case_id}) if row is not None else frozenset()
     problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
@@ -371,17 +377,10 @@ async def task_access(
             else []
         )
     if row is not None:
-        case_row = None
         async with services.sessions() as session:
             case_row = await session.get(CaseRow, row.case_id)
         if case_row is not None:
-            p = pinned_or_loaded(case_row.protocol_hash)
-            participating = await _participating(services, row.case_id) | {
-                case_row.opened_by_institution.lower()
-            }
-            case_visible = authz.may_see_case(
-                principal, protocol_institutions=institutions_of(p), participating=participating
-            )
+            case_visible, p = await _case_visible(services, principal, case_row)
             if authz.may_see_task(
                 principal,
                 groups=frozenset(groups),

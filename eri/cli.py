@@ -212,35 +212,6 @@ def probe_finish(workflow_id: str) -> None:
     typer.echo(asyncio.run(go()))
 
 
-def main() -> None:
-    """Entry point. Exits with ``os._exit`` after flushing: the Temporal SDK can crash at
-    interpreter shutdown (sdk-python issue 300), which must not turn a success into a failure."""
-    try:
-        app(standalone_mode=False)
-        code = 0
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except (typer.Abort, KeyboardInterrupt):
-        code = 130
-    except Exception as exc:  # click usage errors and the like
-        from click import ClickException
-
-        if isinstance(exc, ClickException):
-            exc.show()
-            code = exc.exit_code
-        else:
-            raise
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()
-
-
 def _users_db(settings: Settings) -> None:
     from eri.db import upgrade
 
@@ -324,3 +295,33 @@ def users_list() -> None:
 
     for row in asyncio.run(go()):
         typer.echo("\t".join(row))
+
+
+def main() -> None:
+    """Entry point. Exits with ``os._exit`` after flushing: the Temporal SDK can crash at
+    interpreter shutdown (sdk-python issue 300), which must not turn a success into a failure."""
+    try:
+        # Without standalone mode, click answers ``typer.Exit(n)`` by returning n.
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except Exception as exc:  # click usage errors and the like
+        from click import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            code = exc.exit_code
+        else:
+            raise
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

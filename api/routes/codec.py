@@ -22,6 +22,7 @@ from api.auth import Authenticated
 from api.deps import ServicesDep
 from api.problems import Problem
 from eri import ledger
+from eri.auth import Principal
 from eri.crypto.codec import CaseKeyCodec, payload_key_ids
 from eri.crypto.errors import CryptoError, KeyShreddedError
 from eri.crypto.keys import SYSTEM_KEY_ID, case_id_of_key
@@ -84,6 +85,28 @@ def _answer(payloads: Payloads) -> JSONResponse:
     return JSONResponse(json_format.MessageToDict(payloads), headers={"Cache-Control": "no-store"})
 
 
+async def _commission_cases(
+    services: ServicesDep, principal: Principal, case_ids: frozenset[str]
+) -> bool:
+    """Every case already in the read model belongs to a protocol of the caller's commission.
+
+    A case not yet projected (its opening failed before the first write) has no protocol on
+    record; its payloads stay decodable by coordinators, as for any workflow of the namespace.
+    """
+    from api import casework
+    from eri.db.models import CaseRow
+
+    async with services.sessions() as session:
+        for case_id in case_ids:
+            row = await session.get(CaseRow, case_id)
+            if row is None:
+                continue
+            protocol = casework.pinned_or_loaded(row.protocol_hash)
+            if not authz.protocol_member(principal, casework.institutions_of(protocol)):
+                return False
+    return True
+
+
 @router.post("/decode", summary="Decode payloads for the Temporal Web UI", openapi_extra=BODY_DOC)
 async def decode(request: Request, principal: Authenticated, services: ServicesDep) -> JSONResponse:
     payloads = await _payloads(request)
@@ -95,7 +118,9 @@ async def decode(request: Request, principal: Authenticated, services: ServicesD
         ) from None
     case_ids = frozenset(c for k in key_ids if (c := case_id_of_key(k)) is not None)
     system = SYSTEM_KEY_ID in key_ids
-    if not authz.may_decode_payloads(principal, case_ids, system):
+    if not authz.may_decode_payloads(principal, case_ids, system) or not await _commission_cases(
+        services, principal, case_ids
+    ):
         raise await authz.deny(services.sessions, principal, what="codec.decode", case_ids=case_ids)
     request_key = uuid.uuid4().hex
     for case_id in sorted(case_ids):

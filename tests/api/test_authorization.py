@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,23 @@ async def test_no_token_no_answer(team: Team) -> None:
         path = template.format(case="case_x0000000", task="task_x0000000")
         r = await team.client.request(method, path, json=body)
         assert r.status_code == 401, (method, path)
+
+
+async def test_the_web_ui_codec_decodes_a_case_only_for_its_own_commission(
+    team: Team, temporal_env: WorkflowEnvironment
+) -> None:
+    from google.protobuf import json_format
+    from temporalio.api.enums.v1 import EventType
+
+    opened = await open_case(team, "coord.svet", GT_ADULT, intake={"alias": "Persona Sintética"})
+    history = await temporal_env.client.get_workflow_handle(opened["case_id"]).fetch_history()
+    started = next(
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
+    )
+    body = json_format.MessageToDict(started.workflow_execution_started_event_attributes.input)
+    other = await team.client.post("/codec/decode", json=body, headers=team.h("coord.cicesct"))
+    assert other.status_code == 403
+    assert "Sintética" not in other.text
+    own = await team.client.post("/codec/decode", json=body, headers=team.h("coord.svet"))
+    assert own.status_code == 200
+    assert "Sintética" in base64.b64decode(own.json()["payloads"][0]["data"]).decode()

@@ -79,6 +79,8 @@ async def test_the_inbox_shows_each_group_its_tasks_only(team: Team) -> None:
         assert (detection in [t["task_id"] for t in r.json()["items"]]) is sees, name
     r = await team.client.get(f"/v1/tasks/{detection}", headers=team.h("psi.svet"))
     assert r.status_code == 404
+    gz = await team.client.get("/v1/tasks", headers=team.h("ts.pgn", **{"Accept-Encoding": "gzip"}))
+    assert gz.headers["content-encoding"] == "gzip"
     r = await team.client.get(f"/v1/tasks/{detection}", headers=team.h("ts.pgn"))
     assert r.status_code == 200
     assert r.json()["form"]["fields"][0]["label"]
