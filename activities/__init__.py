@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.audit import AuditActivities
 from activities.case import CaseActivities
 from activities.keys import KeyActivities
 from eri.notify import channel_from_settings
@@ -14,4 +15,5 @@ from eri.runtime import Runtime
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     keys = KeyActivities(runtime)
     case = CaseActivities(runtime, channel_from_settings(runtime.settings))
-    return [keys.shred_case, case.record_case_changes]
+    audit = AuditActivities(runtime)
+    return [keys.shred_case, case.record_case_changes, audit.audit_checkpoint]

@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
+from api.routes import audit as audit_routes
 from api.routes import cases, codec, health, protocols, tasks
 from eri.auth import Verifier
 from eri.logging import get_logger
@@ -109,4 +110,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(protocols.router)
     app.include_router(cases.router)
     app.include_router(tasks.router)
+    app.include_router(audit_routes.router)
     return app

@@ -9,6 +9,7 @@ import uuid
 
 import typer
 
+from eri.audit.cli import app as audit_app
 from eri.logging import configure_logging
 from eri.runtime import open_runtime
 from eri.settings import Settings, SettingsError, get_settings
@@ -20,6 +21,7 @@ app.add_typer(probe_app, name="probe")
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption key rotation and status.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(protocols_app, name="protocols")
+app.add_typer(audit_app, name="audit")
 users_app = typer.Typer(no_args_is_help=True, help="Users of the local token issuer.")
 app.add_typer(users_app, name="users")
 

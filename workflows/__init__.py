@@ -1,9 +1,10 @@
 """Deterministic Temporal workflows. ``WORKFLOWS`` is what the ERI worker registers."""
 
 from workflows.case import CaseWorkflow
+from workflows.checkpoint import CheckpointWorkflow
 from workflows.probe import ProbeWorkflow
 from workflows.purge import PurgeWorkflow
 
-WORKFLOWS: list[type] = [CaseWorkflow, ProbeWorkflow, PurgeWorkflow]
+WORKFLOWS: list[type] = [CaseWorkflow, ProbeWorkflow, PurgeWorkflow, CheckpointWorkflow]
 
-__all__ = ["WORKFLOWS", "CaseWorkflow", "ProbeWorkflow", "PurgeWorkflow"]
+__all__ = ["WORKFLOWS", "CaseWorkflow", "CheckpointWorkflow", "ProbeWorkflow", "PurgeWorkflow"]
