@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api import problems
 from api.deps import Services
+from api.routes import audit as audit_routes
 from api.routes import cases, codec, evidence, handoffs, health, protocols, tasks
 from eri.auth import Verifier
 from eri.logging import get_logger
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(protocols.router)
     app.include_router(cases.router)
     app.include_router(tasks.router)
+    app.include_router(audit_routes.router)
     app.include_router(evidence.router)
     app.include_router(handoffs.router)
     return app

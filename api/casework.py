@@ -267,7 +267,7 @@ def pinned_or_loaded(protocol_hash: str) -> Protocol:
 
 async def case_state(services: Services, case_id: str) -> CaseState:
     client = await services.temporal_client()
-    handle = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
     state: CaseState = await handle.query(CaseWorkflow.state)
     return state
 

@@ -9,6 +9,7 @@ import uuid
 
 import typer
 
+from eri.audit.cli import app as audit_app
 from eri.handoff.cli import app as handoff_app
 from eri.logging import configure_logging
 from eri.runtime import open_runtime
@@ -21,6 +22,7 @@ app.add_typer(probe_app, name="probe")
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption key rotation and status.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(protocols_app, name="protocols")
+app.add_typer(audit_app, name="audit")
 users_app = typer.Typer(no_args_is_help=True, help="Users of the local token issuer.")
 app.add_typer(users_app, name="users")
 app.add_typer(handoff_app, name="handoff")
@@ -197,6 +199,10 @@ def probe_start(max_wait_seconds: int = 86400) -> None:
 @probe_app.command("finish")
 def probe_finish(workflow_id: str) -> None:
     """Finish a probe workflow and print how many beats it received."""
+    from typing import Any
+
+    from temporalio.client import WorkflowHandle
+
     from eri import temporal as t
     from workflows.probe import ProbeWorkflow
 
@@ -205,9 +211,12 @@ def probe_finish(workflow_id: str) -> None:
     async def go() -> int:
         async with open_runtime(settings) as rt:
             client = await t.connect(settings, rt.keyring)
-            handle = client.get_workflow_handle_for(ProbeWorkflow.run, workflow_id)
+            handle: WorkflowHandle[Any, int] = client.get_workflow_handle_for(
+                ProbeWorkflow.run, workflow_id
+            )
             await handle.signal(ProbeWorkflow.finish)
-            return await handle.result()
+            beats: int = await handle.result()
+            return beats
 
     typer.echo(asyncio.run(go()))
 

@@ -1,6 +1,6 @@
 """The ledger: an append-only, PII-free log of every case action and every denied access.
 
-Each entry gets a dense global sequence (its future Merkle leaf index, see the audit issue) and a
+Each entry gets a dense global sequence (its Merkle leaf index, :mod:`eri.audit`) and a
 per-case sequence. Appends are idempotent: a retried activity or request that presents the same
 idempotency key gets the first entry back and writes nothing. Fields hold only opaque ids and
 coded values, checked on the way in, so a name or a statement cannot slip into the audit trail.
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from eri.audit import leaf, merkle, tree
 from eri.db.models import LedgerEntry, LedgerHead
 
 OPAQUE_ID = r"^[a-z]{2,12}_[A-Za-z0-9_-]{4,48}$"
@@ -126,6 +127,8 @@ async def append(sessions: async_sessionmaker[AsyncSession], record: Record) -> 
                 **record.model_dump(exclude={"recorded_at"}),
             )
             session.add(entry)
+            # Its Merkle leaf and the nodes it completes, in the same transaction.
+            await tree.add_leaf(session, entry.seq, merkle.leaf_hash(leaf.encode(entry)))
     except _Exists as exists:
         return exists.entry
     return entry

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # Notifications: the log channel by default; a webhook in production (PII-free bodies)
     notify_webhook_url: str | None = None
 
+    # Audit trail: the log's origin line (also its signing key's name), the checkpoint schedule,
+    # the witnesses whose cosignatures the API accepts (C2SP vkeys), the reports' k-anonymity k.
+    audit_origin: str = Field(default="eri.invalid/audit", pattern=r"^[^\s+]{1,128}$")
+    audit_checkpoint_minutes: int = Field(default=5, ge=1, le=24 * 60)
+    audit_witnesses: list[str] = Field(default_factory=list)
+    audit_k: int = Field(default=11, ge=2, le=1000)
+
     # Handoffs: this deployment's institution code (signs packages) and the evidence size limit
     institution: str = Field(default="ERI-DEV", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     evidence_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)

@@ -11,6 +11,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from eri import temporal
+from eri.audit.schedule import ensure_schedule
 from eri.logging import get_logger
 from eri.runtime import Runtime, open_runtime
 from eri.settings import Settings
@@ -36,6 +37,7 @@ async def run_worker(settings: Settings) -> None:
     async with open_runtime(settings) as runtime:
         client = await temporal.connect_with_retry(settings, runtime.keyring)
         worker = build_worker(client, runtime)
+        await ensure_schedule(client, settings)  # the audit log's periodic checkpoints
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -153,8 +153,14 @@ class CaseWorkflow:
             self._updates >= MAX_UPDATES_PER_RUN or workflow.info().is_continue_as_new_suggested()
         )
 
-    async def _apply(self, event: Any, intake: dict[str, Any] | None = None) -> None:
+    async def _apply(
+        self, event: Any, intake: dict[str, Any] | None = None, command: bool = False
+    ) -> None:
         async with self._lock:
+            if command and workflow.patched("recheck-command-under-lock"):
+                # Another update may have applied while this one waited for the lock (two
+                # people claiming at once): check against the state it will really change.
+                self._check(event)
             new, actions = apply(
                 self._protocol,
                 self._state,
@@ -228,7 +234,7 @@ class CaseWorkflow:
     async def _command(self, event: Any, task_id: str | None = None) -> CaseView:
         self._updates += 1
         self._check(event)  # the state may have moved since the validator ran
-        await self._apply(event)
+        await self._apply(event, command=True)
         return self._view(task_id)
 
     # --- updates --------------------------------------------------------------------------

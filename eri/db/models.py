@@ -216,6 +216,42 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
 
 
+class AuditNode(Base):
+    """A perfect subtree of the ledger's RFC 9162 Merkle tree: level 0 holds the leaf hashes;
+    node ``(level, index)`` covers leaves ``[index * 2**level, (index + 1) * 2**level)``.
+    Written in the same transaction as the ledger entry that completes it."""
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the ledger (C2SP signed note, Ed25519 by the log key)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    origin: Mapped[str] = mapped_column(String(128), nullable=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    note: Mapped[str] = mapped_column(String(4096), nullable=False)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class AuditCosignature(Base):
+    """A witness's cosignature (C2SP tlog-cosignature v1) of one checkpoint."""
+
+    __tablename__ = "audit_cosignatures"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    line: Mapped[str] = mapped_column(String(512), nullable=False)
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class Evidence(Base):
     """An evidence attachment of a case: hash on arrival, stored in encrypted chunks.
 
