@@ -27,7 +27,17 @@ GT_TEAM = [
     ("agente.pnc", "responder", "pnc", ["pnc:officer", "pnc:investigator"]),
     ("ts.pgn", "responder", "pgn", ["pgn:social_worker"]),
 ]
-#: An adult national who accepts assistance: the main path of gt-eri.
+#: The response team of a Honduran case (names differ from the Guatemalan team's).
+HN_TEAM = [
+    ("coord.cicesct", "coordinator", "cicesct", ["cicesct:eri_coordinator"]),
+    ("psi.cicesct", "responder", "cicesct", ["cicesct:psychologist", "cicesct:social_worker"]),
+    ("abog.cicesct", "responder", "cicesct", ["cicesct:lawyer"]),
+    ("fiscal.mp.hn", "responder", "mp", ["mp:prosecutor", "mp:atic_investigator"]),
+    ("agente.dpi", "responder", "police", ["police:officer", "police:investigator"]),
+    ("oficial.senaf", "responder", "senaf", ["senaf:child_protection_officer"]),
+    ("ts.sedis", "responder", "sedis", ["sedis:social_worker"]),
+]
+#: An adult national who accepts assistance: the main path of gt-eri (and of hn-cicesct).
 GT_ADULT = {
     "minor": False,
     "foreign_national": False,
@@ -101,7 +111,7 @@ async def running_api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as client:
             team = Team(client, settings, app.state.services)
-            for name, role, institution, groups in GT_TEAM:
+            for name, role, institution, groups in GT_TEAM + HN_TEAM:
                 await add_member(team, name, role, institution, groups)
             yield team
 
@@ -129,11 +139,15 @@ def form_for(schema: dict[str, Any] | None, planted: str | None = None) -> dict[
 
 
 async def open_case(
-    team: Team, by: str, facts: dict[str, Any], intake: dict[str, Any] | None = None
+    team: Team,
+    by: str,
+    facts: dict[str, Any],
+    intake: dict[str, Any] | None = None,
+    protocol_id: str = "gt-eri",
 ) -> dict[str, Any]:
     r = await team.client.post(
         "/v1/cases",
-        json={"protocol_id": "gt-eri", "facts": facts, "intake": intake or {}},
+        json={"protocol_id": protocol_id, "facts": facts, "intake": intake or {}},
         headers=team.idem(by),
     )
     assert r.status_code == 201, r.text

@@ -37,7 +37,14 @@ class Recorder:
         return r
 
 
+@pytest.mark.parametrize(
+    ("protocol_id", "coordinator", "responder"),
+    [("gt-eri", "coord.svet", "ts.pgn"), ("hn-cicesct", "coord.cicesct", "psi.cicesct")],
+)
 async def test_no_planted_value_leaks_through_the_task_api(
+    protocol_id: str,
+    coordinator: str,
+    responder: str,
     temporal_env: WorkflowEnvironment,
     runtime: Runtime,
     session_tmp: Path,
@@ -50,27 +57,33 @@ async def test_no_planted_value_leaks_through_the_task_api(
         call = Recorder(team)
         # Requests that fail validation, carrying the planted values as values and as keys.
         for value in person.values():
-            await call("POST", "/v1/cases", "coord.svet", json={"protocol_id": value})
+            await call("POST", "/v1/cases", coordinator, json={"protocol_id": value})
             await call(
                 "POST",
                 "/v1/cases",
-                "coord.svet",
-                json={"protocol_id": "gt-eri", "intake": {value: value}, "facts": {value: value}},
+                coordinator,
+                json={
+                    "protocol_id": protocol_id,
+                    "intake": {value: value},
+                    "facts": {value: value},
+                },
             )
-            await call("GET", f"/v1/cases/case_{value}", "coord.svet", idem=False)
-        await call("POST", "/v1/tasks/x/claim", "ts.pgn", **{"Idempotency-Key": person["passport"]})
+            await call("GET", f"/v1/cases/case_{value}", coordinator, idem=False)
+        await call(
+            "POST", "/v1/tasks/x/claim", responder, **{"Idempotency-Key": person["passport"]}
+        )
         opened = await call(
             "POST",
             "/v1/cases",
-            "coord.svet",
-            json={"protocol_id": "gt-eri", "facts": GT_ADULT, "intake": person},
+            coordinator,
+            json={"protocol_id": protocol_id, "facts": GT_ADULT, "intake": person},
         )
         assert opened.status_code == 201, opened.text
         case_id = opened.json()["case_id"]
         await call(
             "POST",
             f"/v1/cases/{case_id}/facts",
-            "coord.svet",
+            coordinator,
             json={"fact": "risk_level", "value": person["name"]},
         )
         view = opened.json()
@@ -108,10 +121,10 @@ async def test_no_planted_value_leaks_through_the_task_api(
             assert done.status_code == 200, done.text
             view = done.json()
         assert sensitive_fields >= 5  # the path really carried planted values in forms
-        case = await team.client.get(f"/v1/cases/{case_id}", headers=team.h("coord.svet"))
+        case = await team.client.get(f"/v1/cases/{case_id}", headers=team.h(coordinator))
         assert case.json()["data"]["intake"]["name"] == person["name"]  # readable to those allowed
-        await call("GET", f"/v1/cases/{case_id}/timeline", "ts.pgn", idem=False)
-        await call("GET", "/v1/tasks?status=completed", "ts.pgn", idem=False)
+        await call("GET", f"/v1/cases/{case_id}/timeline", responder, idem=False)
+        await call("GET", "/v1/tasks?status=completed", responder, idem=False)
 
     scanner = LeakScanner(person)
     findings = scanner.scan_texts(call.bodies, "api answers")

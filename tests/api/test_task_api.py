@@ -71,6 +71,49 @@ async def test_a_team_drives_a_guatemalan_case_to_closure_over_http(team: Team) 
     assert "Persona" not in timeline.text
 
 
+async def test_a_team_drives_a_honduran_case_to_closure_over_http(team: Team) -> None:
+    """Every Honduran institution's responder with a token of their own, HTTP calls only."""
+    opened = await open_case(
+        team,
+        "coord.cicesct",
+        GT_ADULT,
+        intake={"alias": "Persona Sintética"},
+        protocol_id="hn-cicesct",
+    )
+    assert [t["step_id"] for t in opened["open_tasks"]] == ["detection_and_report"]
+    steps = await drive_to_closure(team, opened)
+    assert steps[0] == "detection_and_report" and steps[-1] == "case_closure"
+    assert set(steps) == {
+        "detection_and_report",
+        "eri_activation",
+        "identification",
+        "immediate_safety",
+        "primary_care",
+        "language_and_rights",
+        "consent_recorded",
+        "risk_assessment",
+        "adult_shelter_referral",
+        "complaint_to_prosecutor",
+        "victim_statement",
+        "secondary_care",
+        "reintegration_plan",
+        "follow_up",
+        "case_closure",
+    }
+    case_id = opened["case_id"]
+    timeline = await team.client.get(
+        f"/v1/cases/{case_id}/timeline", headers=team.h("fiscal.mp.hn")
+    )
+    assert timeline.status_code == 200, timeline.text
+    actions = [e["action"] for e in timeline.json()["items"]]
+    assert actions.count("task.completed") == len(steps) and "case.closed" in actions
+    # A Guatemalan coordinator belongs to another commission: the case does not exist for them.
+    elsewhere = await team.client.get(f"/v1/cases/{case_id}", headers=team.h("coord.svet"))
+    assert elsewhere.status_code == 404, elsewhere.text
+    case = await team.client.get(f"/v1/cases/{case_id}", headers=team.h("coord.cicesct"))
+    assert case.json()["status"] == "closed"
+
+
 async def test_the_inbox_shows_each_group_its_tasks_only(team: Team) -> None:
     opened = await open_case(team, "coord.svet", GT_ADULT)
     detection = opened["open_tasks"][0]["task_id"]
