@@ -100,9 +100,14 @@ def actor(principal: Principal) -> Actor:
     )
 
 
-async def require_casework(services: Services, principal: Principal, what: str) -> None:
+async def require_casework(
+    services: Services, principal: Principal, what: str, case_ids: frozenset[str] = frozenset()
+) -> None:
+    """403 for roles without case routes; the denial is recorded against the case asked for
+    (when it exists), so the case's access history shows the attempt. The answer is the same
+    whether or not the case exists."""
     if not authz.may_use_casework(principal):
-        problem = await authz.deny(services.sessions, principal, what=what)
+        problem = await authz.deny(services.sessions, principal, what=what, case_ids=case_ids)
         problem.detail = authz.casework_denied_message()
         raise problem
 
@@ -244,14 +249,14 @@ async def case_access(
     services: Services, principal: Principal, case_id: str, what: str
 ) -> CaseAccess:
     """The case, if the caller may see it; else 404 (recorded)."""
-    await require_casework(services, principal, what)
     async with services.sessions() as session:
         row = await session.get(CaseRow, case_id) if len(case_id) <= 64 else None
+    known = frozenset({case_id}) if row is not None else frozenset()
+    await require_casework(services, principal, what, known)
     if row is not None:
         visible, p = await _case_visible(services, principal, row)
         if visible:
             return CaseAccess(row, p)
-    known = frozenset({case_id}) if row is not None else frozenset()
     problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
     problem.detail = NOT_FOUND_CASE
     raise problem
@@ -362,9 +367,11 @@ class TaskAccess:
 async def task_access(
     services: Services, principal: Principal, task_id: str, what: str
 ) -> TaskAccess:
-    await require_casework(services, principal, what)
     async with services.sessions() as session:
         row = await session.get(TaskRow, task_id) if len(task_id) <= 160 else None
+    known = frozenset({row.case_id}) if row is not None else frozenset()
+    await require_casework(services, principal, what, known)
+    async with services.sessions() as session:
         groups = (
             list(
                 (
@@ -388,7 +395,6 @@ async def task_access(
                 case_visible=case_visible,
             ):
                 return TaskAccess(row, groups, CaseAccess(case_row, p))
-    known = frozenset({row.case_id}) if row is not None else frozenset()
     problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
     problem.detail = NOT_FOUND_TASK
     raise problem

@@ -19,7 +19,6 @@ OUTSIDERS = [
     ("comite.cit", "committee", "cit", []),
     ("fiscal.mp", "prosecutor", "mp", []),
     ("admin.svet", "admin", "svet", []),
-    ("coord.cicesct", "coordinator", "cicesct", ["cicesct:coordinator"]),
     ("ts.senaf", "responder", "senaf", ["senaf:social_worker"]),
 ]
 
