@@ -1,6 +1,7 @@
-"""Two ERI deployments in one test (own databases, keyrings, KEKs, keys, Temporal clients and
-task queues): Guatemala hands a case to Honduras, Honduras verifies and imports it under its own
-protocol, linked by pseudonym only, and acknowledges back; the Guatemalan workflow completes."""
+"""Two ERI deployments in one test (own databases, keyrings, KEKs, keys, Temporal namespaces,
+clients and task queues): Guatemala hands a case to Honduras, Honduras verifies and imports it
+under its own protocol, linked by pseudonym only, and acknowledges back; the Guatemalan
+workflow completes."""
 
 from __future__ import annotations
 
@@ -13,15 +14,19 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import select
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.case import CaseActivities
 from activities.handoff import HandoffActivities
 from api.app import create_app
-from eri import ledger
+from eri import ledger, search_attributes
 from eri.auth import Role, mint
 from eri.canary import LeakScanner
 from eri.crypto.codec import data_converter
@@ -69,6 +74,29 @@ class Deployment:
         return {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
 
 
+async def ensure_namespace(client: Client, namespace: str) -> None:
+    """A namespace of its own on the shared dev server, with ERI's search attributes."""
+    if namespace == client.namespace:
+        return
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86_400)
+        )
+    )
+    for _ in range(100):  # the server's namespace cache takes a moment to learn it
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace,
+                    search_attributes={k.name: k.indexed_value_type for k in search_attributes.ALL},
+                )
+            )
+            return
+        except RPCError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"namespace {namespace} never became usable")
+
+
 async def deployment(
     stack: AsyncExitStack,
     env: WorkflowEnvironment,
@@ -77,11 +105,14 @@ async def deployment(
     url: str,
     institution: str,
     host: str,
+    namespace: str,
 ) -> Deployment:
     await asyncio.to_thread(directory.mkdir, mode=0o700)
     await asyncio.to_thread(upgrade, url)
+    await ensure_namespace(env.client, namespace)
     target = env.client.service_client.config.target_host
     settings = Settings(
+        temporal_namespace=namespace,
         data_dir=directory,
         keys_dir=directory,
         database_url=url,
@@ -94,7 +125,7 @@ async def deployment(
     sessions = session_factory(engine)
     runtime = Runtime(settings, engine, sessions, keyring_from_settings(settings, engine, sessions))
     client = await Client.connect(
-        target, namespace=env.client.namespace, data_converter=data_converter(runtime.keyring)
+        target, namespace=namespace, data_converter=data_converter(runtime.keyring)
     )
     handoff = HandoffActivities(runtime, LogChannel(), transport=router)
     worker = Worker(
@@ -138,10 +169,19 @@ async def test_guatemala_hands_a_case_to_honduras_and_gets_the_ack_back(
             f"sqlite+aiosqlite:///{tmp_path / 'gt.db'}",
             "SVET",
             "gt.eri.test",
+            temporal_env.client.namespace,
         )
         hn = await deployment(
-            stack, temporal_env, router, tmp_path / "hn", database_url, "CICESCT", "hn.eri.test"
+            stack,
+            temporal_env,
+            router,
+            tmp_path / "hn",
+            database_url,
+            "CICESCT",
+            "hn.eri.test",
+            "eri-hn-" + uuid.uuid4().hex[:8],
         )
+        assert gt.client.namespace != hn.client.namespace
         assert gt.runtime.keyring.kek.key_id != hn.runtime.keyring.kek.key_id
         # Each side registers the other's public keys and endpoint; nothing else is shared.
         hn_endpoint, gt_endpoint = "http://hn.eri.test", "http://gt.eri.test"
