@@ -3,7 +3,10 @@
 ``record_case_changes`` runs as a local activity after each applied event: vault writes (form
 values marked ``pii`` and the intake), one ledger entry per audit action (idempotency key
 ``<case>:<seq>:<index>``, so a retry writes nothing twice), the case and task projection, and
-notifications (PII-free, with the same idempotency key).
+notifications (PII-free, with the same idempotency key). A vault field whose latest version
+already holds the value is not written again (a retry after a crash adds no version). The
+writes are separate transactions, each idempotent: a crash between them is repaired by the
+retry, never duplicated.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ class CaseActivities:
     async def record_case_changes(self, changes: CaseChanges) -> int:
         """Returns the number of ledger entries of this change."""
         case_id = changes.case_id
+        # A retry (the worker died mid-activity) finds its own earlier writes current.
         if changes.intake:
-            await self._vault.put(case_id, "intake", changes.intake)
+            await self._vault.put(case_id, "intake", changes.intake, unless_current=True)
         for action in changes.actions:
             if isinstance(action, VaultWrite):
-                await self._vault.put(case_id, action.field, action.value)
+                await self._vault.put(case_id, action.field, action.value, unless_current=True)
         entries = 0
         for index, action in enumerate(changes.actions):
             if isinstance(action, Audit):
