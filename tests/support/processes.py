@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from temporalio.client import Client
+
 from eri import temporal
 from eri.settings import Settings
 from eri.supervisor import spawn
@@ -157,3 +159,13 @@ async def eventually(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def polling(client: Client, settings: Settings, service: Service, timeout: float) -> None:
+    """Wait until ``service`` (an ``eri worker``) polls ERI's task queue."""
+
+    async def found() -> bool | None:
+        identities = await temporal.pollers(client, settings)
+        return True if any(i.startswith(f"{service.pid}@") for i in identities) else None
+
+    await eventually(found, timeout=timeout, what=f"{service.name} {service.pid} to poll")
