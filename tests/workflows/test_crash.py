@@ -547,3 +547,75 @@ async def test_a_retried_record_case_changes_writes_nothing_twice(
             **INTAKE,
             "name": "Otra",
         }
+
+
+# --- 3. a worker SIGKILLed inside a deadline's write, with an update arriving meanwhile ------
+
+
+async def test_a_deadline_write_interrupted_while_someone_claims_loses_and_repeats_nothing(
+    pg_platform: tuple[Stack, Runtime],
+) -> None:
+    """The timer's workflow task dies after its ledger entries; its retry also carries a claim.
+
+    Temporal hands the new worker the claim (an update) before the fired timer, so the retried
+    task applies the events in another order than the dead one did.
+    """
+    stack, runtime = pg_platform
+    settings = stack.settings
+    stack.server()
+    client = await connect(stack, runtime)
+    first = stack.worker(1)
+    await polling(client, settings, first, UP_WITHIN)
+    window = timedelta(hours=2)
+    case = await open_case(client, settings.temporal_task_queue, now() - window + ACTIVATION_DUE_IN)
+    await case.do(case.task("detection"))
+    activation = case.task("eri_activation")
+    assert activation.due_at is not None and activation.due_at - now() > timedelta(seconds=2)
+
+    blocker = await asyncpg.connect(asyncpg_dsn(settings.effective_database_url))
+    try:
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute(f"LOCK TABLE {TaskRow.__tablename__} IN ACCESS EXCLUSIVE MODE")
+
+        async def tick_written_and_blocked() -> bool | None:
+            waiting = await blocker.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE relation = $1::regclass AND NOT granted"
+                " AND pid <> pg_backend_pid()",
+                TaskRow.__tablename__,
+            )
+            return True if waiting else None
+
+        await eventually(tick_written_and_blocked, timeout=UP_WITHIN, what="the deadline's write")
+        written = [
+            r["action"]
+            for r in await blocker.fetch(
+                "SELECT action FROM ledger_entries WHERE case_id = $1 ORDER BY case_seq",
+                case.case_id,
+            )
+        ]
+        assert written[-2:] == ["deadline.missed", "escalation.rung"]
+        first.kill()
+        await lock.rollback()
+    finally:
+        await blocker.close()
+
+    claim = asyncio.create_task(case.claim(activation))
+    await asyncio.sleep(0)  # the claim reaches the server while no worker runs
+    stack.worker(2)
+    await asyncio.wait_for(claim, CASE_WITHIN)
+    await case.do(case.task("eri_activation"))
+
+    entries = await case_entries(runtime, case.case_id)
+    about_activation = Counter(e.action for e in entries if e.step_id == "eri_activation")
+    assert about_activation == {
+        "task.opened": 1,
+        "deadline.missed": 1,
+        "escalation.rung": 1,
+        "task.claimed": 1,
+        "task.completed": 1,
+    }
+    assert [e.case_seq for e in entries] == list(range(1, len(entries) + 1))
+    state = await case.state()
+    assert state.tasks[activation.task_id].rungs_fired == 1
+    await assert_projection_matches(runtime, state)
