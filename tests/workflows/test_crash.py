@@ -54,7 +54,7 @@ from tests.support.processes import (
     polling,
     worker,
 )
-from workflows.case import CaseChanges, CaseInput, CaseView, CaseWorkflow
+from workflows.case import CaseChanges, CaseInput, CaseView, CaseWorkflow, update_key
 from workflows.interpreter import Actor, Audit, CaseState, Claim, Complete, Opened, Task, apply
 
 GT = protocol("gt-eri")  # also registers it for this process
@@ -155,19 +155,20 @@ async def connect(stack: Stack, runtime: Runtime) -> Client:
 
 @dataclass
 class Case:
-    """A case and every event it was sent (answered), in order, to replay purely."""
+    """A case and every event it was sent (answered) with its ledger key, to replay purely."""
 
     client: Client
     case_id: str
-    events: list[Any]
+    events: list[tuple[Any, str]]
     view: CaseView
 
     async def send(self, update: Any, event: Any, update_id: str | None = None) -> CaseView:
         handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle_for(
             CaseWorkflow.run, self.case_id
         )
+        update_id = update_id or "u-" + uuid.uuid4().hex
         self.view = await handle.execute_update(update, event, id=update_id)
-        self.events.append(event)
+        self.events.append((event, update_key(0, update_id)))
         return self.view
 
     def task(self, step_id: str) -> Task:
@@ -230,22 +231,19 @@ async def open_case(client: Client, queue: str, opened_at: datetime) -> Case:
         ),
         CASE_WITHIN,
     )
-    return Case(client, case_id, [opened], view)
+    return Case(client, case_id, [(opened, "open")], view)
 
 
 def replay(
-    proto: Protocol, case_id: str, events: list[Any]
+    proto: Protocol, case_id: str, events: list[tuple[Any, str]]
 ) -> tuple[CaseState, list[tuple[str, str, str | None]]]:
     """The final state and the ledger (idempotency key, action, step) a clean run writes."""
     state: CaseState | None = None
-    seq = 0
     expected: list[tuple[str, str, str | None]] = []
-    for i, event in enumerate(events):
+    for event, key in events:
         state, actions = apply(proto, state, event, case_id=case_id, protocol_hash=GT_HASH)
-        if actions or i == 0:  # the opening carries the intake: always recorded
-            seq += 1
         expected += [
-            (f"{case_id}:{seq}:{index}", a.action, a.step_id)
+            (f"{case_id}:{key}:{index}", a.action, a.step_id)
             for index, a in enumerate(actions)
             if isinstance(a, Audit)
         ]
