@@ -2,8 +2,12 @@
 
 ``record_case_changes`` runs as a local activity after each applied event: vault writes (form
 values marked ``pii`` and the intake), one ledger entry per audit action (idempotency key
-``<case>:<seq>:<index>``, so a retry writes nothing twice), the case and task projection, and
-notifications (PII-free, with the same idempotency key).
+``<case>:<event>:<index>``, the event's identity being the same in every attempt of a workflow
+task, so a retry writes nothing twice), the case and task projection, and
+notifications (PII-free, with the same idempotency key). A vault field whose latest version
+already holds the value is not written again (a retry after a crash adds no version). The
+writes are separate transactions, each idempotent: a crash between them is repaired by the
+retry, never duplicated.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from workflows.case import CaseChanges
 from workflows.interpreter import Audit, Notify, Task, TaskChanged, TaskOpened, VaultWrite
 
 
+def _event_key(changes: CaseChanges) -> str:
+    return changes.event_key or str(changes.seq)
+
+
 class CaseActivities:
     def __init__(self, runtime: Runtime, channel: Channel) -> None:
         self._rt = runtime
@@ -34,11 +42,12 @@ class CaseActivities:
     async def record_case_changes(self, changes: CaseChanges) -> int:
         """Returns the number of ledger entries of this change."""
         case_id = changes.case_id
+        # A retry (the worker died mid-activity) finds its own earlier writes current.
         if changes.intake:
-            await self._vault.put(case_id, "intake", changes.intake)
+            await self._vault.put(case_id, "intake", changes.intake, unless_current=True)
         for action in changes.actions:
             if isinstance(action, VaultWrite):
-                await self._vault.put(case_id, action.field, action.value)
+                await self._vault.put(case_id, action.field, action.value, unless_current=True)
         entries = 0
         for index, action in enumerate(changes.actions):
             if isinstance(action, Audit):
@@ -48,13 +57,13 @@ class CaseActivities:
         for index, action in enumerate(changes.actions):
             if isinstance(action, Notify):
                 notice: dict[str, Any] = {"case_id": case_id, **action.model_dump(mode="json")}
-                await self._channel.send(f"{case_id}:{changes.seq}:{index}", notice)
+                await self._channel.send(f"{case_id}:{_event_key(changes)}:{index}", notice)
         return entries
 
     @staticmethod
     def _record(changes: CaseChanges, index: int, action: Audit) -> Record:
         return Record(
-            idempotency_key=f"{changes.case_id}:{changes.seq}:{index}",
+            idempotency_key=f"{changes.case_id}:{_event_key(changes)}:{index}",
             action=LedgerAction(action.action),
             outcome=Outcome(action.outcome),
             case_id=changes.case_id,

@@ -93,24 +93,12 @@ def migrate() -> None:
 @app.command()
 def workers() -> None:
     """Exit 0 when at least one worker polls ERI's task queue (a worker healthcheck)."""
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
     from eri import temporal as t
 
     settings = _settings("workers")
 
     async def go() -> int:
-        client = await t.connect(settings, None)
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=settings.temporal_namespace,
-                task_queue=TaskQueue(name=settings.temporal_task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        return len(resp.pollers)
+        return len(await t.pollers(await t.connect(settings, None), settings))
 
     pollers = asyncio.run(go())
     typer.echo(f"{pollers} worker(s) polling {settings.temporal_task_queue}")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from eri import temporal
 from eri.crypto.wiring import kek_from_settings
@@ -36,9 +37,15 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
-    # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
-    return subprocess.Popen(list(cmd), preexec_fn=_die_with_parent, start_new_session=True)  # noqa: S603 (our own argv)
+def spawn(cmd: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a child in its own session that the kernel ends when this process dies.
+
+    Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in
+    order. ``popen`` passes on (env, cwd, stdout): the crash tests start their processes here.
+    """
+    return subprocess.Popen(  # noqa: S603 (our own argv)
+        list(cmd), preexec_fn=_die_with_parent, start_new_session=True, **popen
+    )
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:

@@ -38,8 +38,15 @@ class Vault:
         self._keyring = keyring
         self._sessions = sessions
 
-    async def put(self, case_id: str, field: str, value: Any) -> int:
-        """Store a new version of ``field`` for the case; return its version."""
+    async def put(
+        self, case_id: str, field: str, value: Any, *, unless_current: bool = False
+    ) -> int:
+        """Store a new version of ``field`` for the case; return its version.
+
+        ``unless_current``: when the latest version already holds exactly this value, store
+        nothing and return that version. A retried write (a worker killed after the vault
+        write, before its activity completed) then adds no second version.
+        """
         if FIELD.fullmatch(field) is None:
             raise VaultFieldError("vault field names are lowercase codes")
         plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
@@ -53,6 +60,18 @@ class Vault:
                         )
                     )
                 ).scalar_one_or_none()
+                if unless_current and current is not None:
+                    row = (
+                        await session.execute(
+                            select(VaultRecord).where(
+                                VaultRecord.case_id == case_id,
+                                VaultRecord.field == field,
+                                VaultRecord.version == current,
+                            )
+                        )
+                    ).scalar_one()
+                    if await self._plaintext(row) == plaintext:
+                        return current
                 version = (current or 0) + 1
                 sealed = await self._keyring.seal(
                     key_id, plaintext, vault_aad(case_id, field, version), create=True
@@ -103,10 +122,12 @@ class Vault:
             latest = {row.field: row for row in rows}
         return {field: await self._open(row) for field, row in latest.items()}
 
-    async def _open(self, row: VaultRecord) -> Any:
-        plaintext = await self._keyring.open(
+    async def _plaintext(self, row: VaultRecord) -> bytes:
+        return await self._keyring.open(
             row.ciphertext,
             vault_aad(row.case_id, row.field, row.version),
             expected_key_id=case_key_id(row.case_id),
         )
-        return json.loads(plaintext)
+
+    async def _open(self, row: VaultRecord) -> Any:
+        return json.loads(await self._plaintext(row))

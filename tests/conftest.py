@@ -167,6 +167,18 @@ async def database_url(empty_database_url: str) -> str:
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A database of its own on PostgreSQL, migrated to head (for tests that need its locks)."""
+    name = await _create_pg_database()
+    url = f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 

@@ -12,6 +12,7 @@ as new well before Temporal's limits, carrying the full state.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,6 +67,9 @@ class CaseChanges(BaseModel):
     case_id: str
     seq: int
     at: datetime  # the event's (workflow) time: what the ledger records
+    # The event's identity, the same in every attempt of a workflow task (see _event_key):
+    # the ledger's and the notifications' idempotency keys. None: ``seq`` (older inputs).
+    event_key: str | None = None
     protocol_id: str
     protocol_version: str
     protocol_hash: str
@@ -102,6 +106,20 @@ def rejection_error(rejected: Rejection) -> ApplicationError:
     )
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def update_key(run_base: int, update_id: str) -> str:
+    """The event key of an update (``run_base``: the case's ``seq`` when its run began)."""
+    return f"r{run_base}.u{_digest(update_id)}"
+
+
+def _tick_key(wake: datetime) -> str:
+    """A tick is the processing of what fell due at ``wake`` (its own time varies by attempt)."""
+    return f"t{round(wake.timestamp() * 1_000_000)}"
+
+
 @workflow.defn(name="CaseWorkflow")
 class CaseWorkflow:
     @workflow.init
@@ -110,6 +128,7 @@ class CaseWorkflow:
         self._protocol: Protocol = pinned(inp.protocol_hash)
         self._state: CaseState | None = inp.resume.state if inp.resume else None
         self._seq = inp.resume.seq if inp.resume else 0
+        self._run_base = self._seq  # fixed for the run: tells this run's update ids apart
         self._lock = asyncio.Lock()
         self._updates = 0
 
@@ -139,7 +158,8 @@ class CaseWorkflow:
                     timeout=timeout,
                 )
             except TimeoutError:
-                await self._apply(Tick(at=workflow.now()))
+                assert wake is not None
+                await self._apply(Tick(at=workflow.now()), key=_tick_key(wake))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -153,9 +173,30 @@ class CaseWorkflow:
             self._updates >= MAX_UPDATES_PER_RUN or workflow.info().is_continue_as_new_suggested()
         )
 
+    def _event_key(self, event: Any) -> str:
+        """An identity for the event that a retried workflow task gives it again.
+
+        ``seq`` is not one: a workflow task that dies after its local activity wrote the ledger
+        is retried with whatever arrived meanwhile, and Temporal hands updates and signals to the
+        workflow before a fired timer, so the retry can apply the events in another order and
+        give the dead attempt's ``seq`` to a different event (its entries were then skipped as
+        duplicates, and the first event's written again under the next ``seq``).
+        """
+        if isinstance(event, Opened):
+            return "open"
+        update = workflow.current_update_info()
+        if update is not None:  # the update's id: Temporal's own identity for it
+            return update_key(self._run_base, update.id)
+        return f"r{self._run_base}.e{_digest(event.model_dump_json())}"  # a signal: its content
+
     async def _apply(
-        self, event: Any, intake: dict[str, Any] | None = None, command: bool = False
+        self,
+        event: Any,
+        intake: dict[str, Any] | None = None,
+        command: bool = False,
+        key: str | None = None,
     ) -> None:
+        event_key = key or self._event_key(event)
         async with self._lock:
             if command and workflow.patched("recheck-command-under-lock"):
                 # Another update may have applied while this one waited for the lock (two
@@ -176,6 +217,7 @@ class CaseWorkflow:
                         case_id=self._input.case_id,
                         seq=self._seq,
                         at=event.at,
+                        event_key=event_key,
                         protocol_id=self._protocol.id,
                         protocol_version=self._protocol.version,
                         protocol_hash=self._input.protocol_hash,

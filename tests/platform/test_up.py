@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,34 +13,14 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.support.processes import alive, clean_environ, descendants, eri_command
 
 READY_WITHIN = 90.0
 
 
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return found
-    for child in map(int, children):
-        found.append(child)
-        found.extend(_descendants(child))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture
 def up_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ERI_")}
-    env.update(
+    return clean_environ(
         ERI_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         ERI_TEMPORAL_UI_PORT=str(free_port()),
         ERI_TEMPORAL_HTTP_PORT=str(free_port()),
@@ -49,7 +28,6 @@ def up_env(tmp_path: Path) -> dict[str, str]:
         ERI_API_PORT=str(free_port()),
         ERI_LOG_FORMAT="json",
     )
-    return env
 
 
 async def _retention_days(address: str) -> int:
@@ -63,13 +41,11 @@ async def _retention_days(address: str) -> int:
     return resp.config.workflow_execution_retention_ttl.ToTimedelta().days
 
 
-def _eri(*args: str) -> list[str]:
-    return [sys.executable, "-m", "eri.cli", *args]
-
-
 def _start(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(_eri("up"), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            eri_command("up"), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def _wait_ready(env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> float:
@@ -88,7 +64,7 @@ def _wait_ready(env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -
 
 def _run(env: dict[str, str], cwd: Path, *args: str) -> str:
     out = subprocess.run(
-        _eri(*args), cwd=cwd, env=env, capture_output=True, timeout=60, check=False
+        eri_command(*args), cwd=cwd, env=env, capture_output=True, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     return out.stdout.decode().strip()
@@ -117,28 +93,28 @@ def test_up_serves_survives_kill_9_and_stops_on_ctrl_c(
         assert probe.startswith("probe_")
 
         # kill -9 of everything: the supervisor and every process below it
-        pids = [proc.pid, *_descendants(proc.pid)]
+        pids = [proc.pid, *descendants(proc.pid)]
         assert len(pids) >= 4, pids  # supervisor, temporal, worker, api
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
 
         proc = _start(up_env, tmp_path, log)
         _wait_ready(up_env, proc, log)
         assert _run(up_env, tmp_path, "probe", "finish", probe) == "0"
         assert kek.read_bytes() == first_kek  # the development key survives restarts
 
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)  # what one Ctrl-C delivers
         assert proc.wait(40) == 0, log.read_text()[-3000:]
-        assert not any(_alive(p) for p in children)
+        assert not any(alive(p) for p in children)
     finally:
         if proc.poll() is None:
-            for pid in _descendants(proc.pid):
+            for pid in descendants(proc.pid):
                 os.kill(pid, signal.SIGKILL)
             proc.kill()
 
@@ -150,13 +126,13 @@ def test_killing_the_supervisor_takes_its_children_down(
     proc = _start(up_env, tmp_path, log)
     try:
         _wait_ready(up_env, proc, log)
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 20
-        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        while any(alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in children), "orphans would hold the ports"
+        assert not any(alive(p) for p in children), "orphans would hold the ports"
     finally:
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             os.kill(pid, signal.SIGKILL)

@@ -58,6 +58,16 @@ async def test_round_trip_and_versions(env: Env) -> None:
         await env.vault.get(CASE_B, "intake")
 
 
+async def test_unless_current_skips_only_the_value_already_latest(env: Env) -> None:
+    assert await env.vault.put(CASE_A, "intake", INTAKE, unless_current=True) == 1
+    assert await env.vault.put(CASE_A, "intake", INTAKE, unless_current=True) == 1  # a retry
+    changed = {**INTAKE, "phone": None}
+    assert await env.vault.put(CASE_A, "intake", changed, unless_current=True) == 2
+    assert await env.vault.put(CASE_A, "intake", INTAKE, unless_current=True) == 3  # back again
+    assert await env.vault.put(CASE_A, "intake", INTAKE) == 4  # without it: always a version
+    assert await env.vault.get(CASE_A, "intake", version=3) == INTAKE
+
+
 async def test_nothing_is_stored_in_plaintext(env: Env) -> None:
     await env.vault.put(CASE_A, "intake", INTAKE)
     assert await LeakScanner(INTAKE).scan_database(env.url) == []
