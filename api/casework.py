@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
@@ -601,8 +601,11 @@ async def inbox(
         stmt = stmt.where(TaskRow.protocol_id.in_(ids))
     else:
         mine = TaskRow.assignee == principal.actor_id
-        in_groups = TaskRow.task_id.in_(
-            select(TaskGroup.task_id).where(TaskGroup.group_name.in_(list(principal.groups)))
+        # EXISTS (a primary-key probe per row walked in deadline order) rather than IN (a
+        # list of every task id, open or closed, ever given to these groups).
+        in_groups = exists().where(
+            TaskGroup.task_id == TaskRow.task_id,
+            TaskGroup.group_name.in_(list(principal.groups)),
         )
         stmt = stmt.where(or_(mine, in_groups))
     if query.group:
