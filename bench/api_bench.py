@@ -338,7 +338,10 @@ def report(result: dict[str, Any]) -> None:
         "claim+complete p50/p95/p99 ms |"
     )
     print("|---|---|---|---|---|---|")
-    trio = lambda k: "/".join(str(round(c[f"{k}_p{q}_ms"])) for q in (50, 95, 99))  # noqa: E731
+
+    def trio(k: str) -> str:
+        return "/".join(str(round(c[f"{k}_p{q}_ms"])) for q in (50, 95, 99))
+
     print(
         f"| {result['args']['responders']} | {c['tasks']} | {c['tasks_per_s']} | {trio('claim')} | "
         f"{trio('complete')} | {trio('claim+complete')} |"

@@ -171,10 +171,12 @@ class Driver:
         return view
 
     async def run_case(
-        self, protocol_id: str, variant: str, max_tasks: int = 80, on_done: Any = None
+        self, protocol_id: str, variant: str, runs: list[CaseRun], max_tasks: int = 80
     ) -> CaseRun:
-        """Open a case and do its tasks, first open task first, until it closes."""
+        """Open a case (added to ``runs``) and do its tasks, first open task first, until it
+        closes."""
         run, view = await self.open_case(protocol_id, variant)
+        runs.append(run)
         for _ in range(max_tasks):
             if view["closed"]:
                 run.closed = True
@@ -183,8 +185,6 @@ class Driver:
                 run.stuck = "no open task (waiting on a timer)"
                 break
             next_view = await self.do_task(run, view["open_tasks"][0])
-            if on_done is not None:
-                on_done()
             if next_view is None:
                 break
             view = next_view

@@ -68,3 +68,31 @@ async def test_a_claim_waits_for_a_busy_database_instead_of_failing(
     assert r.status_code == 200, r.text
     assert r.json()["task"]["assignee"] is not None
     assert waited >= HOLD - 1  # it really waited for the lock
+
+
+async def test_a_database_busy_for_too_long_answers_503_and_the_retry_opens_one_case(
+    team: Team, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api import idempotency
+
+    monkeypatch.setattr(idempotency, "BUSY_RETRY_FOR", 0.2)  # give up at once (the lock: 6.5 s)
+    path = make_url(runtime.settings.effective_database_url).database
+    assert path is not None
+    held = threading.Event()
+    locker = threading.Thread(target=hold_write_lock, args=(path, held, HOLD))
+    locker.start()
+    headers = team.idem("coord.svet")
+    body = {"protocol_id": "gt-eri", "facts": GT_ADULT, "intake": {}}
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        r = await team.client.post("/v1/cases", json=body, headers=headers)
+    finally:
+        await asyncio.to_thread(locker.join)
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.headers["retry-after"] == "2"
+    assert "locked" not in r.text  # no internals in the answer
+    again = await team.client.post("/v1/cases", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    replay = await team.client.post("/v1/cases", json=body, headers=headers)
+    assert replay.json()["case_id"] == again.json()["case_id"]
