@@ -214,7 +214,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             )
 
             async def case(protocol_id: str, variant: str) -> None:
-                await driver.run_case(protocol_id, variant, runs)
+                try:
+                    await driver.run_case(protocol_id, variant, runs)
+                except RuntimeError as error:  # a call that never got an answer: recorded
+                    stats.server_errors.append(f"gave up: {error}")
 
             try:
                 await asyncio.wait_for(
