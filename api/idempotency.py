@@ -10,6 +10,7 @@ with the same update id, which Temporal applies once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -20,17 +21,23 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.problems import Problem, problem_response
 from eri.auth import Principal
 from eri.db.models import IdempotencyRecord
+from eri.logging import get_logger
+
+log = get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 STALE_AFTER = timedelta(seconds=60)
+#: How long a record write waits for a busy embedded database (SQLite: one writer at a time,
+#: shared with the worker) before giving up; each attempt also waits the engine's busy_timeout.
+BUSY_RETRY_FOR = 30.0
 
 
 _IN_PROGRESS = Problem(
@@ -107,7 +114,8 @@ async def run_once(
     digest = fingerprint(request, payload)
     actor = principal.actor_id
     now = datetime.now(UTC)
-    try:
+
+    async def claim_key() -> Response | None:
         async with sessions.begin() as session:
             row = await session.get(IdempotencyRecord, (actor, key_hash), with_for_update=True)
             if row is not None:
@@ -132,8 +140,14 @@ async def run_once(
                         actor_id=actor, key=key_hash, fingerprint=digest, created_at=now
                     )
                 )
+        return None
+
+    try:
+        replay: Response | None = await _when_not_busy(claim_key)
     except IntegrityError:
         raise _IN_PROGRESS from None  # a concurrent first request inserted it
+    if replay is not None:
+        return replay
     try:
         answer = await action(f"{actor}:{key_hash[:32]}")
     except Problem as problem:
@@ -147,22 +161,53 @@ async def run_once(
     except BaseException:
         await _forget(sessions, actor, key_hash)
         raise
-    async with sessions.begin() as session:
-        row = await session.get(IdempotencyRecord, (actor, key_hash))
-        if row is not None:
-            row.status = answer.status
-            row.body = json.dumps(answer.body).encode()
-            row.etag = answer.etag
+
+    async def record() -> None:
+        # One UPDATE, no read first: on SQLite a read-then-write transaction cannot wait for
+        # a writer that committed in between (it fails at once with "database is locked").
+        async with sessions.begin() as session:
+            await session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.actor_id == actor, IdempotencyRecord.key == key_hash)
+                .values(
+                    status=answer.status, body=json.dumps(answer.body).encode(), etag=answer.etag
+                )
+            )
+
+    try:
+        await _when_not_busy(record)
+    except OperationalError:
+        # The change has happened: answer it. A retry finds the record still running, then
+        # takes over after STALE_AFTER and gets the same result from Temporal (same update id).
+        log.warning("idempotency_record_not_saved", status=answer.status)
     return _response(answer, replayed=False)
 
 
+async def _when_not_busy(write: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a write transaction, again while the database answers "locked" (SQLite)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_RETRY_FOR
+    delay = 0.05
+    while True:
+        try:
+            return await write()
+        except OperationalError as error:
+            if "locked" not in str(error.orig) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 async def _forget(sessions: async_sessionmaker[AsyncSession], actor: str, key: str) -> None:
-    async with sessions.begin() as session:
-        await session.execute(
-            delete(IdempotencyRecord).where(
-                IdempotencyRecord.actor_id == actor, IdempotencyRecord.key == key
+    async def forget() -> None:
+        async with sessions.begin() as session:
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.actor_id == actor, IdempotencyRecord.key == key
+                )
             )
-        )
+
+    await _when_not_busy(forget)
 
 
 async def purge_older_than(sessions: async_sessionmaker[AsyncSession], age: timedelta) -> int:

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eri.crypto.errors import KeyShreddedError
@@ -198,6 +199,23 @@ def install(app: FastAPI) -> None:
             ("Los datos de este caso fueron destruidos.", "This case's data was destroyed."),
         )
 
+    async def on_busy(request: Request, exc: Exception) -> JSONResponse:
+        if "locked" not in str(getattr(exc, "orig", "")):
+            return await on_unhandled(request, exc)
+        # The embedded database (SQLite, one writer at a time) stayed busy past every wait:
+        # nothing was answered as done, so the same request with the same key may be retried.
+        log.warning("database_busy", route=request.url.path)
+        return problem_response(
+            request,
+            503,
+            "not-ready",
+            (
+                "El sistema está ocupado; reintente con la misma Idempotency-Key.",
+                "The system is busy; retry with the same Idempotency-Key.",
+            ),
+            headers={"Retry-After": "2"},
+        )
+
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", error_type=type(exc).__name__, route=request.url.path)
         return problem_response(request, 500, "internal-error")
@@ -206,4 +224,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(KeyShreddedError, on_shredded)
+    app.add_exception_handler(OperationalError, on_busy)
     app.add_exception_handler(Exception, on_unhandled)

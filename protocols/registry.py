@@ -15,10 +15,19 @@ from protocols.lock import content_hash
 from protocols.model import Protocol
 
 _BY_HASH: dict[str, Protocol] = {}
+#: The hash of each protocol object registered so far, by identity (the object is kept, so its
+#: id is not reused). Protocols are frozen, and the loader hands out the same object while the
+#: file is unchanged, so a hash is computed once per version, not on every API request.
+_HASH_OF: dict[int, tuple[Protocol, str]] = {}
 
 
 def register(protocol: Protocol) -> str:
-    digest = content_hash(protocol)
+    known = _HASH_OF.get(id(protocol))
+    if known is not None and known[0] is protocol:
+        digest = known[1]
+    else:
+        digest = content_hash(protocol)
+        _HASH_OF[id(protocol)] = (protocol, digest)
     _BY_HASH[digest] = protocol
     return digest
 
