@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
@@ -53,19 +54,27 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("eri")
 
 
-@pytest.fixture(scope="session")
-async def runtime(session_tmp: Path) -> AsyncIterator[Runtime]:
-    """The session's platform: a migrated SQLite database, a local KEK and the keyring."""
-    url = f"sqlite+aiosqlite:///{session_tmp / 'keys.db'}"
+@contextlib.asynccontextmanager
+async def scratch_runtime(directory: Path) -> AsyncIterator[Runtime]:
+    """A platform in ``directory``: a migrated SQLite database, a local KEK and the keyring
+    (the session's ``runtime``; also what the test-support scripts run on)."""
+    url = f"sqlite+aiosqlite:///{directory / 'keys.db'}"
     await asyncio.to_thread(upgrade, url)
-    settings = Settings(data_dir=session_tmp, keys_dir=session_tmp, database_url=url)
+    settings = Settings(data_dir=directory, keys_dir=directory, database_url=url)
     engine = create_engine(url)
     sessions = session_factory(engine)
     try:
-        kek = LocalFileKEK.create_if_missing(session_tmp / "kek")
+        kek = LocalFileKEK.create_if_missing(directory / "kek")
         yield Runtime(settings, engine, sessions, Keyring(SqlDataKeyStore(engine, sessions), kek))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def runtime(session_tmp: Path) -> AsyncIterator[Runtime]:
+    """The session's platform: a migrated SQLite database, a local KEK and the keyring."""
+    async with scratch_runtime(session_tmp) as rt:
+        yield rt
 
 
 @pytest.fixture(scope="session")

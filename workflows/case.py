@@ -16,7 +16,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -59,6 +59,8 @@ class CaseInput(BaseModel):
     opened: Opened
     intake: dict[str, Any] = {}
     resume: CaseResume | None = None
+    # Continue as new after this many commands (None: MAX_UPDATES_PER_RUN); tests set it low.
+    max_updates_per_run: int | None = Field(default=None, ge=1)
 
 
 class CaseChanges(BaseModel):
@@ -150,7 +152,12 @@ class CaseWorkflow:
                     )
                 )
             seen = self._current.revision
-            wake = next_wake(self._protocol, self._current)
+            wake = next_wake(
+                self._protocol,
+                self._current,
+                # an ended follow-up no longer wakes the case (it used to, in a loop)
+                legacy_follow_ups=not workflow.patched("wake-only-for-open-follow-ups"),
+            )
             timeout = None if wake is None else max(wake - workflow.now(), timedelta(0))
             try:
                 await workflow.wait_condition(
@@ -169,9 +176,8 @@ class CaseWorkflow:
         return self._state
 
     def _should_continue(self) -> bool:
-        return (
-            self._updates >= MAX_UPDATES_PER_RUN or workflow.info().is_continue_as_new_suggested()
-        )
+        limit = self._input.max_updates_per_run or MAX_UPDATES_PER_RUN
+        return self._updates >= limit or workflow.info().is_continue_as_new_suggested()
 
     def _event_key(self, event: Any) -> str:
         """An identity for the event that a retried workflow task gives it again.

@@ -254,6 +254,10 @@ def _schedule_over(protocol: Protocol, state: CaseState, step: Step) -> bool:
     return evaluate_partial(schedule.until, state.facts) is True
 
 
+def _follow_up_may_open(protocol: Protocol, state: CaseState, step: Step) -> bool:
+    return _applies(step, state.facts) is True and not _schedule_over(protocol, state, step)
+
+
 def step_done(protocol: Protocol, state: CaseState, step: Step) -> bool:
     return _completed(state, step.id) and _schedule_over(protocol, state, step)
 
@@ -438,11 +442,23 @@ def _tick(protocol: Protocol, state: CaseState, at: datetime, actions: list[Acti
     _settle(protocol, state, at, actions)
 
 
-def next_wake(protocol: Protocol, state: CaseState) -> datetime | None:
-    """The earliest time something falls due (a deadline, a rung, a follow-up), or None."""
+def next_wake(
+    protocol: Protocol, state: CaseState, *, legacy_follow_ups: bool = False
+) -> datetime | None:
+    """The earliest time something falls due (a deadline, a rung, a follow-up), or None.
+
+    A scheduled follow-up counts only while its visit could still open: its step applies and
+    its schedule has not ended (a fact recorded after the visit was scheduled can end it).
+    ``legacy_follow_ups`` counts every scheduled one, as before that rule (for running cases):
+    an ended one stays due, so the case woke again and again once its time had passed.
+    """
     if state.closed:
         return None
-    times: list[datetime] = list(state.follow_ups.values())
+    times: list[datetime] = [
+        at
+        for step_id, at in state.follow_ups.items()
+        if legacy_follow_ups or _follow_up_may_open(protocol, state, protocol.step(step_id))
+    ]
     for task in state.open_tasks():
         if task.due_at is None:
             continue

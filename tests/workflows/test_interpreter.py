@@ -407,3 +407,23 @@ def test_every_case_reaches_closure_when_its_tasks_are_done(
             Complete(at=now, actor=ACTORS[t.candidate_groups[0]], task_id=t.task_id, form=form),
         )
     assert state.closed
+
+
+def test_a_follow_up_that_ended_after_it_was_scheduled_wakes_nothing() -> None:
+    """The team completes the visit, then records that follow-up is complete (or consent is
+    revoked): the visit scheduled in between must not keep waking the case. Before the fix,
+    next_wake kept returning that time after it passed, so the workflow ticked in a loop with
+    zero-length timers until the case closed."""
+    for fact, value in (("follow_up_complete", True), ("minor", False)):  # minor: may apply
+        state = _to_follow_up(opened({"minor": True}))
+        state, _ = complete(state, "follow_up", RESPONDER, T0 + timedelta(days=1))
+        state, _ = run(
+            state, SetFact(at=T0 + timedelta(days=2), actor=COORD, fact=fact, value=value)
+        )
+        week = T0 + timedelta(days=8)
+        assert next_wake(MINI, state) is None or next_wake(MINI, state) > week, fact  # type: ignore[operator]
+        state, _ = run(state, Tick(at=week + timedelta(hours=1)))
+        wake = next_wake(MINI, state)
+        assert wake is None or wake > week + timedelta(hours=1), (fact, wake)
+        # the legacy rule (kept for running cases) is the looping one
+        assert next_wake(MINI, state, legacy_follow_ups=True) == week
