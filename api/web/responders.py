@@ -273,6 +273,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "case.closed": ("Cerrado", "Closed"),
     "case.status": ("Estado", "Status"),
     "case.none": ("Ninguna.", "None."),
+    "case.intake": ("Al abrir el caso", "When the case was opened"),
 }
 
 
@@ -620,7 +621,7 @@ async def case_page(
     timeline = [
         {
             "at": i18n.local_time(e["at"], p.timezone, lang),
-            "action": e["action"],
+            "action": i18n.pick(ACTIONS.get(e["action"]), lang) or e["action"],
             "step": p.step(e["step_id"]).title.get(lang)
             if e["step_id"] and _has_step(p, e["step_id"])
             else (e["step_id"] or ""),
@@ -634,7 +635,7 @@ async def case_page(
         "case.html",
         case_id=case_id,
         protocol_title=p.title.get(lang),
-        status=case["status"],
+        case_status=case["status"],
         opened=i18n.local_time(case["opened_at"], p.timezone, lang),
         facts=facts,
         data=data,
@@ -643,6 +644,28 @@ async def case_page(
         done=done in {"completed", "opened"} and done,
         words=WORDS,
     )
+
+
+#: The ledger's actions (eri.ledger.Action) as the timeline names them.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "case.opened": ("Caso abierto", "Case opened"),
+    "case.viewed": ("Caso consultado", "Case viewed"),
+    "case.closed": ("Caso cerrado", "Case closed"),
+    "task.opened": ("Tarea abierta", "Task opened"),
+    "task.claimed": ("Tarea tomada", "Task claimed"),
+    "task.unclaimed": ("Tarea devuelta", "Task given back"),
+    "task.completed": ("Tarea completada", "Task completed"),
+    "task.reassigned": ("Tarea reasignada", "Task reassigned"),
+    "task.cancelled": ("Tarea cancelada", "Task cancelled"),
+    "deadline.met": ("Plazo cumplido", "Deadline met"),
+    "deadline.missed": ("Plazo vencido", "Deadline missed"),
+    "escalation.rung": ("Escalamiento", "Escalation"),
+    "consent.recorded": ("Consentimiento registrado", "Consent recorded"),
+    "consent.revoked": ("Consentimiento revocado", "Consent revoked"),
+    "fact.changed": ("Hecho cambiado", "Fact changed"),
+    "access.denied": ("Acceso denegado", "Access denied"),
+    "handoff.custody": ("Entrega (cadena de custodia)", "Handoff (custody)"),
+}
 
 
 def _has_step(p: Protocol, step_id: str) -> bool:
@@ -657,20 +680,32 @@ def _fact_value(value: Any, lang: str) -> str:
     return str(value)
 
 
-def _case_data(data: dict[str, Any], p: Protocol, lang: str) -> list[tuple[str, str]]:
-    """The case's decrypted values with their protocol labels (drafts left out)."""
-    labels: dict[str, str] = {f.id: f.label.get(lang) for f in INTAKE_FIELDS}
-    label = labels.get
-    for s in p.steps:
-        for f in _form_fields(s):
-            labels.setdefault(f.id, f.label.get(lang))
-    rows: list[tuple[str, str]] = []
-    for key, value in sorted(data.items()):
-        if key.startswith("draft."):
+def _case_data(
+    data: dict[str, Any], p: Protocol, lang: str
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The case's decrypted values, by step in protocol order, with the protocol's labels
+    (vault fields ``intake``, ``form.<step>`` and ``form.<step>.<field>``; drafts left out)."""
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    intake = data.get("intake")
+    if isinstance(intake, dict) and intake:
+        labels = {f.id: f.label.get(lang) for f in INTAKE_FIELDS}
+        rows = [(labels.get(k) or k, _fact_value(v, lang)) for k, v in intake.items()]
+        sections.append((i18n.pick(WORDS["case.intake"], lang), rows))
+    for step in p.steps:
+        answers: dict[str, Any] = {}
+        plain = data.get(f"form.{step.id}")
+        if isinstance(plain, dict):
+            answers.update(plain)
+        prefix = f"form.{step.id}."
+        for key, value in data.items():
+            if key.startswith(prefix):
+                answers[key[len(prefix) :]] = value
+        if not answers:
             continue
-        if isinstance(value, dict):
-            for inner, v in value.items():
-                rows.append((label(inner) or inner, _fact_value(v, lang)))
-        else:
-            rows.append((label(key) or key, _fact_value(value, lang)))
-    return rows
+        rows = [
+            (f.label.get(lang), _fact_value(answers[f.id], lang))
+            for f in _form_fields(step)
+            if f.id in answers
+        ]
+        sections.append((step.title.get(lang), rows))
+    return sections
