@@ -112,27 +112,36 @@ async def serve_web(
         temporal_task_queue=queue,
     )
     app = create_app(settings)
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        worker,
+        serve_http(app, port),
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
+        services = app.state.services
+        web = WebApp(base, settings, services)
+        web.teams["gt-eri"] = await _team(client, settings, services, GT_TEAM + OTHERS)
+        web.teams["hn-cicesct"] = await _team(client, settings, services, HN_TEAM)
+        yield web
+
+
+@asynccontextmanager
+async def serve_http(app: Any, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in this event loop; yields its URL."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
-    async with worker:
-        serving = asyncio.create_task(server.serve())
-        for _ in range(200):
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(400):
             if server.started:
                 break
             await asyncio.sleep(0.05)
         assert server.started, "uvicorn did not start"
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                services = app.state.services
-                web = WebApp(base, settings, services)
-                web.teams["gt-eri"] = await _team(client, settings, services, GT_TEAM + OTHERS)
-                web.teams["hn-cicesct"] = await _team(client, settings, services, HN_TEAM)
-                yield web
-        finally:
-            server.should_exit = True
-            await serving
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 class Recorder:

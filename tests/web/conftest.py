@@ -11,7 +11,6 @@ with apt-get when /usr/bin/chromium is missing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from eri.runtime import Runtime
 from tests.web.browser_support import CHROMIUM, CHROMIUM_ARGS, WebApp, serve_web
+
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,7 @@ async def web(
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):
+    if not HAVE_CHROMIUM:
         pytest.fail(
             f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)",
             pytrace=False,
