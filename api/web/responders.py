@@ -97,10 +97,22 @@ def field_views(
     errors: dict[str, str],
     lang: str,
     timezone: str,
+    p: Protocol | None = None,
 ) -> list[dict[str, Any]]:
-    """What the template needs per field: label, input kind, value, error sentence."""
+    """What the template needs per field: label, input kind, options, value, error sentence.
+
+    An ``enum`` offers its codes; an ``institution`` offers the protocol's institutions."""
+    institutions = [
+        (i.id, f"{i.acronym} · {i.name.get(lang)}") for i in (p.institutions if p else [])
+    ]
     views = []
     for f in fields:
+        if f.type == "enum":
+            options = [(v, v.replace("_", " ")) for v in f.values or []]
+        elif f.type == "institution" and institutions:
+            options = institutions
+        else:
+            options = []
         value = values.get(f.id)
         if f.type == "datetime" and isinstance(value, str):
             with contextlib.suppress(ValueError):
@@ -113,7 +125,7 @@ def field_views(
                 "type": f.type,
                 "label": f.label.get(lang),
                 "required": f.required,
-                "values": f.values or [],
+                "options": options,
                 "value": value,
                 "error": i18n.field_error(errors[f.id], lang) if f.id in errors else None,
             }
@@ -314,7 +326,7 @@ async def _task_page(
         task=detail,
         due=_due(detail, p, lang, now),
         protocol_title=p.title.get(lang),
-        fields=field_views(_form_fields(step), shown, errors or {}, lang, p.timezone),
+        fields=field_views(_form_fields(step), shown, errors or {}, lang, p.timezone, p),
         form_title=step.form.title.get(lang) if step.form else None,
         mine=mine,
         assigned_other=assignee is not None and not mine,
@@ -470,10 +482,8 @@ async def complete(
     answer = await _command(request, services, signed, task_id, "complete", form, values)
     if answer.status >= 400:
         return await _after_refusal(request, services, signed, task_id, answer, values)
-    case_id = str(answer.body.get("case_id", ""))
-    if answer.body.get("closed") or not case_id:
-        return render.redirect(request, "/web/inbox?done=completed")
-    return render.redirect(request, f"/web/cases/{case_id}?done=completed")
+    # Back to the inbox, where the case's next tasks for this person show up.
+    return render.redirect(request, "/web/inbox?done=completed")
 
 
 # --- opening a case -------------------------------------------------------------------------
@@ -568,8 +578,7 @@ async def open_case(
     )
     if answer.status >= 400:
         if answer.status == 422:
-            fact = str(answer.body.get("code", ""))
-            errors = {k: "not_an_option" for k in facts} if fact else {}
+            errors = {k: "not_an_option" for k in _errors(answer.body) if k in facts}
             return await _intake_page(
                 request,
                 signed,

@@ -217,6 +217,7 @@ async def sign_in(
 
 async def shot(page: Page, name: str, *, full: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")  # a sticky bar stays where it belongs
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full)
 
 
@@ -274,6 +275,12 @@ async def open_tasks(web: WebApp, case_id: str) -> list[tuple[str, list[str]]]:
     return found
 
 
+async def has_deadline(web: WebApp, task_id: str) -> bool:
+    async with web.services.sessions() as session:
+        row = await session.get(TaskRow, task_id)
+    return row is not None and row.due_at is not None
+
+
 async def case_status(web: WebApp, case_id: str) -> str:
     async with web.services.sessions() as session:
         row = await session.get(CaseRow, case_id)
@@ -323,4 +330,5 @@ async def do_task_on_page(
     if screenshots:
         await shot(page, f"{screenshots}-task-claimed")
     await page.click("button[value=complete]")
-    await settled(page, re.compile(r".*/web/(cases/case_[A-Za-z0-9_-]+|inbox)\?done=completed$"))
+    await settled(page, re.compile(r".*/web/inbox\?done=completed$"))
+    assert "Tarea completada" in await page.inner_text("main")
