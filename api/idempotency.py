@@ -63,8 +63,9 @@ def fingerprint(request: Request, payload: Any) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
 
 
-def request_key(request: Request) -> str:
-    key = request.headers.get(HEADER)
+def request_key(request: Request, key: str | None = None) -> str:
+    """The request's key: ``key`` if given (a form's hidden field), else the header."""
+    key = key if key is not None else request.headers.get(HEADER)
     if key is None:
         raise Problem(
             428,
@@ -108,14 +109,29 @@ async def run_once(
     ``action`` raises :class:`Problem` for a refusal: 4xx refusals are recorded too (a retry
     gets the same refusal); anything else leaves no record, so a retry runs again.
     """
-    key = request_key(request)
+    answer, replayed = await run_once_answer(sessions, principal, request, payload, action)
+    return _response(answer, replayed)
+
+
+async def run_once_answer(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    request: Request,
+    payload: Any,
+    action: Callable[[str], Awaitable[Answer]],
+    key: str | None = None,
+) -> tuple[Answer, bool]:
+    """:func:`run_once` without the HTTP answer: (the answer, whether it was replayed).
+
+    The web pages call it with ``key`` from the form's hidden field."""
+    key = request_key(request, key)
     # Stored hashed: the key is the client's choice, and could be anything.
     key_hash = hashlib.sha256(key.encode()).hexdigest()
     digest = fingerprint(request, payload)
     actor = principal.actor_id
     now = datetime.now(UTC)
 
-    async def claim_key() -> Response | None:
+    async def claim_key() -> tuple[Answer, bool] | None:
         async with sessions.begin() as session:
             row = await session.get(IdempotencyRecord, (actor, key_hash), with_for_update=True)
             if row is not None:
@@ -130,7 +146,7 @@ async def run_once(
                     )
                 if row.status is not None:
                     body = json.loads(row.body or b"{}")
-                    return _response(Answer(row.status, body, row.etag), replayed=True)
+                    return Answer(row.status, body, row.etag), True
                 if now - row.created_at < STALE_AFTER:
                     raise _IN_PROGRESS
                 row.created_at = now  # the first request died: take over
@@ -143,7 +159,7 @@ async def run_once(
         return None
 
     try:
-        replay: Response | None = await _when_not_busy(claim_key)
+        replay: tuple[Answer, bool] | None = await _when_not_busy(claim_key)
     except IntegrityError:
         raise _IN_PROGRESS from None  # a concurrent first request inserted it
     if replay is not None:
@@ -180,7 +196,7 @@ async def run_once(
         # The change has happened: answer it. A retry finds the record still running, then
         # takes over after STALE_AFTER and gets the same result from Temporal (same update id).
         log.warning("idempotency_record_not_saved", status=answer.status)
-    return _response(answer, replayed=False)
+    return answer, False
 
 
 async def _when_not_busy(write: Callable[[], Awaitable[Any]]) -> Any:
