@@ -199,13 +199,15 @@ def compute(events: Iterable[Event], start: datetime, end: datetime, k: int) -> 
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "k": k,
-        "cases": _case_rows(dict(cases), k),
+        "cases": case_rows(dict(cases), k),
         "tasks": _task_rows(tasks, escalations, k),
     }
 
 
-def _count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[str, Any]]:
-    """Every cell and margin of each count measure, suppressed (``None``) where it must be."""
+def count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[str, Any]]:
+    """Every cell and margin of each count measure, suppressed (``None``) where it must be.
+
+    Public for other tables of counts keyed like the report's (the dashboard's live counts)."""
     keys = {key for values in measures.values() for key in values}
     groups = groups_for(keys)
     table: dict[Key, dict[str, Any]] = {}
@@ -220,10 +222,10 @@ def _count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[
     return table
 
 
-def _case_rows(cases: dict[Key, int], k: int) -> list[dict[str, Any]]:
+def case_rows(cases: dict[Key, int], k: int) -> list[dict[str, Any]]:
     """Cases have no step: a cell ``(p, case.opened, i)`` and its margin ``(p, *, i)`` are the
     same number, so each is shown only where both are publishable (hiding more never reveals)."""
-    table = _count_table({"cases_opened": cases}, k)
+    table = count_table({"cases_opened": cases}, k)
     rows = []
     for (p, s, i), row in sorted(table.items(), key=_order):
         if s == ALL and p != ALL:
@@ -272,7 +274,7 @@ def _task_rows(
     measures: dict[str, dict[Key, int]] = {"tasks_completed": {k_: tasks[k_].count for k_ in tasks}}
     for rung in sorted(escalations):
         measures[f"escalations_rung_{rung}"] = dict(escalations[rung])
-    table = _count_table(
+    table = count_table(
         {name: {key: v.get(key, 0) for key in keys} for name, v in measures.items()}, k
     )
     rows: list[dict[str, Any]] = [
@@ -311,13 +313,14 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def compliance_svg(report: dict[str, Any]) -> str:
+def compliance_svg(report: dict[str, Any], protocol: str = ALL) -> str:
     """A horizontal bar chart of the share of tasks completed within the deadline, per
-    institution over all protocols (suppressed institutions are labelled, not drawn)."""
+    institution over all protocols (or one ``protocol``); suppressed institutions are
+    labelled, not drawn."""
     rows = [
         r
         for r in report["tasks"]
-        if r["protocol_id"] == ALL and r["step_id"] == ALL and r["institution"] != ALL
+        if r["protocol_id"] == protocol and r["step_id"] == ALL and r["institution"] != ALL
     ]
     width, bar_x, bar_w, line = 640, 180, 380, 28
     height = 60 + line * max(1, len(rows))
@@ -344,6 +347,74 @@ def compliance_svg(report: dict[str, Any]) -> str:
             f'fill="{"#2e7d32" if share >= 0.9 else "#f9a825" if share >= 0.7 else "#c62828"}"/>'
             f'<text x="{bar_x + bar_w + 8}" y="{y + 15}">{share * 100:.1f}% '
             f"(n={row['tasks_completed']})</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+#: Okabe-Ito: told apart with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+
+def compliance_series_svg(
+    periods: Sequence[str], lines: Sequence[tuple[str, Sequence[float | None]]], title: str
+) -> str:
+    """A line chart of the share completed within the deadline over consecutive periods, one
+    line per institution. ``None`` (suppressed, or no task with a deadline) is a gap, never a
+    drawn point: pass only shares a report published."""
+    width, left, right, top, plot_h = 640, 44, 16, 16, 180
+    step = (width - left - right) / max(1, len(periods) - 1)
+    legend_y = top + plot_h + 44
+    height = legend_y + 22 * max(1, math.ceil(len(lines) / 3)) + 4
+
+    def x(i: int) -> float:
+        return round(left + (step * i if len(periods) > 1 else (width - left - right) / 2), 1)
+
+    def y(share: float) -> float:
+        return round(top + plot_h * (1 - share), 1)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="13">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for level in (0.0, 0.5, 0.9, 1.0):
+        dashed = ' stroke-dasharray="4 3"' if level == 0.9 else ""  # the 90 % line
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(level)}" y2="{y(level)}" '
+            f'stroke="#ccc"{dashed}/>'
+            f'<text x="{left - 6}" y="{y(level) + 4}" text-anchor="end" fill="#555">'
+            f"{level * 100:.0f}%</text>"
+        )
+    for i, period in enumerate(periods):
+        parts.append(
+            f'<text x="{x(i)}" y="{top + plot_h + 20}" text-anchor="middle" fill="#555">'
+            f"{escape(period)}</text>"
+        )
+    for n, (name, shares) in enumerate(lines):
+        colour = PALETTE[n % len(PALETTE)]
+        run: list[str] = []
+        for i, share in enumerate([*shares, None]):
+            if share is not None:
+                run.append(f"{x(i)},{y(share)}")
+                continue
+            if len(run) > 1:
+                parts.append(
+                    f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                    'stroke-width="2.5"/>'
+                )
+            run = []
+        for i, share in enumerate(shares):
+            if share is not None:
+                parts.append(
+                    f'<circle cx="{x(i)}" cy="{y(share)}" r="4" fill="{colour}">'
+                    f"<title>{escape(name)} {escape(periods[i])}: {share * 100:.1f}%</title>"
+                    "</circle>"
+                )
+        lx, ly = 10 + (n % 3) * 210, legend_y + 22 * (n // 3)
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 11}" width="14" height="14" fill="{colour}"/>'
+            f'<text x="{lx + 20}" y="{ly + 1}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -1,0 +1,283 @@
+"""The dashboard of coordinators and committee members.
+
+On both databases: its monthly compliance figures are exactly the committee API's report of
+each month, its live counts are suppressed by the report's own code for committees and not for
+coordinators, and the wrong roles are refused (and recorded)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api import casework, dashboard
+from api.app import create_app
+from api.deps import Services
+from api.problems import Problem
+from eri import ledger
+from eri.audit import log, report
+from eri.audit.report import ALL
+from eri.auth import Principal, Role, mint
+from eri.db.models import CaseRow, TaskRow
+from eri.ledger import Action, Record
+from eri.settings import Settings
+from protocols.lock import content_hash
+from tests.audit.conftest import WITNESS
+
+K = 11
+NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+MARCH = (datetime(2026, 3, 1, tzinfo=UTC), NOW)
+FEBRUARY = (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+
+COMMITTEE = Principal("usr_comi0001", Role.COMMITTEE, "CIT")
+SVET = Principal("usr_coor0001", Role.COORDINATOR, "SVET")
+PROSECUTOR = Principal("usr_fisc0001", Role.PROSECUTOR, "MP-FETP")
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    settings: Settings
+    services: Services
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = Settings(
+        data_dir=tmp_path,
+        keys_dir=tmp_path / "keys",
+        database_url=database_url,
+        audit_origin="eri.test/audit",
+        audit_witnesses=[WITNESS.verifier.encode()],
+        audit_k=K,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as client:
+            yield Api(client, settings, app.state.services)
+
+
+async def _completions(api: Api, institution: str, count: int, start: datetime, late: int) -> None:
+    """``count`` gt-eri activations completed by ``institution`` from ``start``, ``late`` of
+    them after the deadline."""
+    for c in range(count):
+        case = f"case_dash{institution.lower()}{start:%m}{c:03d}"
+        at = start + timedelta(hours=c)
+        common = {"case_id": case, "protocol_id": "gt-eri", "protocol_version": "1.0.0"}
+        records = [
+            Record(
+                idempotency_key=f"{case}:1",
+                action=Action.CASE_OPENED,
+                recorded_at=at,
+                actor_institution=institution,
+                **common,  # type: ignore[arg-type]
+            ),
+            Record(
+                idempotency_key=f"{case}:2",
+                action=Action.TASK_OPENED,
+                recorded_at=at,
+                step_id="eri_activation",
+                **common,  # type: ignore[arg-type]
+            ),
+            Record(
+                idempotency_key=f"{case}:3",
+                action=Action.TASK_COMPLETED,
+                recorded_at=at + timedelta(hours=1),
+                step_id="eri_activation",
+                actor_id="usr_done0001",
+                actor_role="coordinator",
+                actor_institution=institution,
+                deadline_status="late" if c < late else "on_time",
+                **common,  # type: ignore[arg-type]
+            ),
+        ]
+        for record in records:
+            await ledger.append(api.services.sessions, record)
+
+
+async def _read_model(api: Api, opened_by: dict[str, int], overdue: dict[str, int]) -> None:
+    """Open gt-eri cases per opening institution; open overdue tasks per step (each with an
+    escalation fired)."""
+    gt = casework.protocol("gt-eri")
+    async with api.services.sessions.begin() as session:
+        n = 0
+        for institution, count in opened_by.items():
+            for _ in range(count):
+                n += 1
+                session.add(
+                    CaseRow(
+                        case_id=f"case_dashopen{n:04d}",
+                        protocol_id=gt.id,
+                        protocol_version=gt.version,
+                        protocol_hash=content_hash(gt),
+                        country="GT",
+                        status="open",
+                        opened_at=NOW - timedelta(days=1),
+                        opened_by_institution=institution,
+                        revision=1,
+                    )
+                )
+        for step_id, count in overdue.items():
+            for i in range(count):
+                session.add(
+                    TaskRow(
+                        task_id=f"case_dashopen{i + 1:04d}/{step_id}/1",
+                        case_id=f"case_dashopen{i + 1:04d}",
+                        protocol_id=gt.id,
+                        protocol_version=gt.version,
+                        step_id=step_id,
+                        occurrence=1,
+                        status="open",
+                        opened_at=NOW - timedelta(days=1),
+                        due_at=NOW - timedelta(hours=3),
+                        deadline_missed=True,
+                        rungs_fired=1,
+                        revision=1,
+                    )
+                )
+
+
+async def _seed(api: Api) -> None:
+    # March: SVET k-1 and MP 1 (they hide each other), PGN k (shown, 2 late).
+    await _completions(api, "SVET", K - 1, MARCH[0], late=0)
+    await _completions(api, "PGN", K, MARCH[0] + timedelta(days=2), late=2)
+    await _completions(api, "MP", 1, MARCH[0] + timedelta(days=3), late=1)
+    # February: PGN k + 1, all on time.
+    await _completions(api, "PGN", K + 1, FEBRUARY[0], late=0)
+    # Now: 12 open cases opened by SVET, 2 by PGN; overdue: 12 at eri_activation (SVET leads),
+    # 3 at immediate_safety (PNC leads).
+    await _read_model(
+        api, {"svet": K + 1, "pgn": 2}, {"eri_activation": K + 1, "immediate_safety": 3}
+    )
+
+
+def _line(panel: dashboard.Panel, institution: str) -> dashboard.ComplianceLine:
+    (line,) = [c for c in panel.compliance if c.institution == institution]
+    return line
+
+
+async def test_monthly_figures_are_the_committee_reports(api: Api) -> None:
+    await _seed(api)
+    view = await dashboard.build(
+        api.services, COMMITTEE, protocol_id=None, month_count=3, lang="en", now=NOW
+    )
+    assert [p.label for p in view.periods] == ["2026-01", "2026-02", "2026-03"]
+    assert [p.protocol_id for p in view.panels] == ["gt-eri", "hn-cicesct", ALL]
+    gt = view.panels[0]
+    token = mint(api.settings, "usr_comi0001", Role.COMMITTEE, "CIT")
+    for index, (start, end) in ((1, FEBRUARY), (2, MARCH)):
+        r = await api.client.get(
+            "/audit/reports/compliance",
+            params={"from": start.isoformat(), "to": end.isoformat()},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200, r.text
+        published = {
+            row["institution"]: row
+            for row in r.json()["tasks"]
+            if row["protocol_id"] == "gt-eri" and row["step_id"] == ALL
+        }
+        for line in gt.compliance:
+            row = published.get(line.institution)
+            assert line.shares[index] == (row["within_deadline_share"] if row else None)
+            assert line.suppressed[index] == bool(row and "tasks_completed" in row["suppressed"])
+    pgn, svet, mp = (_line(gt, code) for code in ("PGN", "SVET", "MP"))
+    assert pgn.shares == [None, 1.0, round(9 / 11, 4)]
+    assert pgn.tasks == [0, K + 1, K]
+    assert svet.suppressed[2] and mp.suppressed[2]
+    assert svet.shares[2] is None and svet.tasks[2] is None and mp.shares[2] is None
+    # the chart draws only what is published: PGN's two points, no SVET or MP point
+    assert gt.series_svg.count("<circle") == 2 + 2  # PGN and the protocol's total
+    assert "SVET 2026-03" not in gt.series_svg and "PGN 2026-03: 81.8%" in gt.series_svg
+    assert "suprimido / suppressed" in gt.bars_svg
+
+
+async def test_live_counts_suppressed_for_committees_not_coordinators(api: Api) -> None:
+    await _seed(api)
+    committee = await dashboard.build(
+        api.services, COMMITTEE, protocol_id="gt-eri", month_count=1, lang="es", now=NOW
+    )
+    (gt,) = committee.panels
+    live = {line.institution: line.counts for line in gt.live}
+    # the report's own suppression of the same counts
+    expected_cases = {
+        r["institution"]: r["cases_opened"]
+        for r in report.case_rows(
+            {("gt-eri", "case.opened", "svet"): K + 1, ("gt-eri", "case.opened", "pgn"): 2}, K
+        )
+        if r["protocol_id"] == "gt-eri"
+    }
+    assert live["pgn"].open_cases is None  # 2 < k
+    assert {i: live[i].open_cases for i in ("svet", "pgn")} == {
+        i: expected_cases[i] for i in ("svet", "pgn")
+    }
+    assert gt.live_total.open_cases == expected_cases[ALL]
+    assert live["pnc"].overdue_tasks is None and live["pnc"].escalated_tasks is None  # 3 < k
+    assert live["oj"].open_cases == 0  # zeros are published
+    assert committee.live_suppressed
+
+    coordinator = await dashboard.build(
+        api.services, SVET, protocol_id=None, month_count=1, lang="es", now=NOW
+    )
+    assert [p.protocol_id for p in coordinator.panels] == ["gt-eri"]  # SVET is not in hn
+    (gt,) = coordinator.panels
+    live = {line.institution: line.counts for line in gt.live}
+    assert (live["svet"].open_cases, live["pgn"].open_cases) == (K + 1, 2)
+    assert (live["svet"].overdue_tasks, live["pnc"].overdue_tasks) == (K + 1, 3)
+    assert gt.live_total.escalated_tasks == K + 4
+    assert not coordinator.live_suppressed
+    # compliance is suppressed for coordinators too
+    assert _line(gt, "SVET").suppressed[0]
+    assert not coordinator.may_export
+
+
+async def test_wrong_roles_are_refused_and_recorded(api: Api) -> None:
+    with pytest.raises(Problem) as refused:
+        await dashboard.build(api.services, PROSECUTOR, protocol_id=None, month_count=1, lang="es")
+    assert refused.value.status == 403
+    with pytest.raises(Problem) as hidden:
+        await dashboard.build(
+            api.services, SVET, protocol_id="hn-cicesct", month_count=1, lang="es"
+        )
+    assert hidden.value.status == 404
+    with pytest.raises(Problem) as export:
+        await dashboard.audit_export(api.services, SVET)
+    assert export.value.status == 403
+    denials = [
+        (e.step_id, e.actor_role)
+        for e in await ledger.entries(api.services.sessions)
+        if e.action == Action.ACCESS_DENIED
+    ]
+    assert denials == [
+        ("dashboard.read", "prosecutor"),
+        ("dashboard.read", "coordinator"),
+        ("dashboard.export", "coordinator"),
+    ]
+
+
+async def test_checkpoint_with_cosignature_and_commands(api: Api) -> None:
+    await _seed(api)
+    assert (await dashboard.checkpoint_view(api.services)) is None
+    signed, _ = await log.checkpoint(api.services.sessions, api.settings)
+    view = await dashboard.checkpoint_view(api.services)
+    assert view is not None and view.size == signed.size
+    assert [(w.name, w.cosigned) for w in view.witnesses] == [("cit.gt/comite-1", False)]
+    from eri.audit import note
+
+    parsed = note.Note.parse(signed.note)
+    cosigned = parsed.with_signature(note.cosign(parsed, WITNESS, int(NOW.timestamp())))
+    await log.add_cosignatures(api.services.sessions, api.settings, cosigned.render())
+    view = await dashboard.checkpoint_view(api.services)
+    assert view is not None
+    assert [(w.name, w.cosigned) for w in view.witnesses] == [("cit.gt/comite-1", True)]
+    assert view.note.count("\n— ") == 2  # the log's signature and the witness's
+    log_key = log.log_verifier_key(api.settings).encode()
+    assert view.verify_command == (
+        f"eri audit verify eri-audit-export.jsonl --key '{log_key}' "
+        f"--witness '{WITNESS.verifier.encode()}'"
+    )
