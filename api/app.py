@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
-from api import problems
+from api import problems, web
 from api.deps import Services
 from api.routes import audit as audit_routes
 from api.routes import cases, codec, evidence, handoffs, health, protocols, tasks
@@ -113,4 +113,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(evidence.router)
     app.include_router(handoffs.router)
+    web.install(app)  # the pages (api/web), after problems.install: errors under /web are pages
     return app

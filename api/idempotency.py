@@ -56,8 +56,9 @@ def fingerprint(request: Request, payload: Any) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
 
 
-def request_key(request: Request) -> str:
-    key = request.headers.get(HEADER)
+def request_key(request: Request, key: str | None = None) -> str:
+    """The request's key: ``key`` if given (a form's hidden field), else the header."""
+    key = key if key is not None else request.headers.get(HEADER)
     if key is None:
         raise Problem(
             428,
@@ -101,7 +102,22 @@ async def run_once(
     ``action`` raises :class:`Problem` for a refusal: 4xx refusals are recorded too (a retry
     gets the same refusal); anything else leaves no record, so a retry runs again.
     """
-    key = request_key(request)
+    answer, replayed = await run_once_answer(sessions, principal, request, payload, action)
+    return _response(answer, replayed)
+
+
+async def run_once_answer(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    request: Request,
+    payload: Any,
+    action: Callable[[str], Awaitable[Answer]],
+    key: str | None = None,
+) -> tuple[Answer, bool]:
+    """:func:`run_once` without the HTTP answer: (the answer, whether it was replayed).
+
+    The web pages call it with ``key`` from the form's hidden field."""
+    key = request_key(request, key)
     # Stored hashed: the key is the client's choice, and could be anything.
     key_hash = hashlib.sha256(key.encode()).hexdigest()
     digest = fingerprint(request, payload)
@@ -122,7 +138,7 @@ async def run_once(
                     )
                 if row.status is not None:
                     body = json.loads(row.body or b"{}")
-                    return _response(Answer(row.status, body, row.etag), replayed=True)
+                    return Answer(row.status, body, row.etag), True
                 if now - row.created_at < STALE_AFTER:
                     raise _IN_PROGRESS
                 row.created_at = now  # the first request died: take over
@@ -153,7 +169,7 @@ async def run_once(
             row.status = answer.status
             row.body = json.dumps(answer.body).encode()
             row.etag = answer.etag
-    return _response(answer, replayed=False)
+    return answer, False
 
 
 async def _forget(sessions: async_sessionmaker[AsyncSession], actor: str, key: str) -> None:

@@ -287,6 +287,59 @@ def users_token(
         raise typer.Exit(2) from None
 
 
+@users_app.command("password")
+def users_password(
+    name: str = typer.Argument(...),
+    stdin: bool = typer.Option(False, "--stdin", help="Read the password from standard input"),
+) -> None:
+    """Set the password a user signs in to the web pages with (stored as a scrypt hash)."""
+    import sys
+
+    from eri import users
+
+    settings = _settings("users")
+    if stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _users_db(settings)
+
+    async def go() -> None:
+        async with open_runtime(settings) as rt:
+            await users.set_password(rt.sessions, name, password)
+
+    try:
+        asyncio.run(go())
+    except users.UserError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"password set for {name}")
+
+
+@users_app.command("link")
+def users_link(name: str = typer.Argument(...)) -> None:
+    """Print a one-time sign-in link for a user (valid ERI_WEB_LINK_TTL_MINUTES)."""
+    from datetime import timedelta
+
+    from eri import users
+
+    settings = _settings("users")
+    _users_db(settings)
+
+    async def go() -> str:
+        async with open_runtime(settings) as rt:
+            ttl = timedelta(minutes=settings.web_link_ttl_minutes)
+            return await users.create_link(rt.sessions, name, ttl)
+
+    try:
+        token = asyncio.run(go())
+    except users.UserError as exc:
+        typer.echo(f"eri: {exc}", err=True)
+        raise typer.Exit(2) from None
+    base = settings.web_public_url or f"http://{settings.api_host}:{settings.api_port}"
+    typer.echo(f"{base.rstrip('/')}/web/signin/link?token={token}")
+
+
 @users_app.command("list")
 def users_list() -> None:
     """List the users of the local issuer."""

@@ -49,6 +49,8 @@ class Action(StrEnum):
     KEYS_ROTATED = "keys.rotated"
     ACCESS_DENIED = "access.denied"
     HANDOFF_CUSTODY = "handoff.custody"
+    SIGNED_IN = "session.signed_in"  # the web pages: a sign-in (ok) or a refused one (denied)
+    SIGNED_OUT = "session.signed_out"
 
 
 class Outcome(StrEnum):

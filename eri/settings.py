@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)  # JSON request bodies
     token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
+    # Web pages (api/web): sessions expire after this much inactivity, and in any case after
+    # the maximum; one-time sign-in links (``eri users link``) live this long. Production signs
+    # in through the OIDC provider (authorization code flow with PKCE) when ``oidc_issuer`` is set.
+    web_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    web_session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
+    web_link_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    web_public_url: str | None = None  # e.g. https://eri.example.org (links, OIDC redirect)
+    web_quick_exit_url: str = "https://www.google.com/"
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile"
+
     # Secrets outside development come from the environment
     kek: SecretStr | None = None  # base64 key-encryption key (ERI_KEK)
     kek_previous: SecretStr | None = None  # during a rotation: old KEKs, comma-separated base64

@@ -198,6 +198,32 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
+class WebSession(Base):
+    """A signed-in browser (api/web/session.py). The cookie holds a random token; only its
+    SHA-256 is stored. The principal is copied at sign-in (local user or OIDC ID token)."""
+
+    __tablename__ = "web_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(256), nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    institution: Mapped[str] = mapped_column(String(64), nullable=False)
+    groups: Mapped[str] = mapped_column(String(2048), nullable=False)  # space-separated
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class WebLoginLink(Base):
+    """A one-time sign-in link printed by ``eri users link`` (only the token's hash)."""
+
+    __tablename__ = "web_login_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class IdempotencyRecord(Base):
     """The first answer to a state-changing request, by (caller, Idempotency-Key).
 

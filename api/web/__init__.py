@@ -1,0 +1,95 @@
+"""The web pages: server-rendered HTML beside the JSON routes, in the same app.
+
+Pages call the same service functions as the JSON routes (``api.casework``, the audit and
+handoff modules) with the principal of the browser's session (``api.web.session``), so the
+authorization (``api.authz``) and the ledger entries are the same. Every page router is made
+with :func:`api.web.session.page_router` (CSRF-checked POSTs) and registered in
+:func:`install`. Errors on pages are pages: a :class:`api.problems.Problem` raised under
+``/web/`` renders ``error.html`` with the same status and message, and a missing or expired
+session redirects to the sign-in page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import cast
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.problems import TITLES, Problem
+from api.web import render
+from api.web.session import PREFIX, SignInRequired
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _is_page(request: Request) -> bool:
+    path = request.url.path
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _error_page(
+    request: Request, status: int, type_: str, detail: tuple[str, str] | None
+) -> Response:
+    title = TITLES.get(type_, TITLES["internal-error"])
+    return render.render(request, "error.html", status=status, title_pair=title, detail=detail)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the static files and the page routers; make errors under /web pages."""
+    from api.web import responders, signin
+
+    app.mount(PREFIX + "/static", StaticFiles(directory=render.STATIC), name="web-static")
+    app.include_router(signin.router)
+    app.include_router(responders.router)
+
+    json_problem = cast(Handler, app.exception_handlers[Problem])
+    json_http = cast(Handler, app.exception_handlers[StarletteHTTPException])
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        if not _is_page(request):
+            return await json_problem(request, exc)
+        assert isinstance(exc, Problem)
+        if exc.status == 401:
+            return render.redirect(request, "/web/signin")
+        return _error_page(request, exc.status, exc.type, exc.detail)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        if not _is_page(request):
+            return await json_http(request, exc)
+        assert isinstance(exc, StarletteHTTPException)
+        type_ = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
+        return _error_page(request, exc.status_code, type_, None)
+
+    async def on_sign_in(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInRequired)
+        target = "/web/signin"
+        params = []
+        if request.method == "GET" and request.url.path not in (PREFIX, PREFIX + "/"):
+            params.append("next=" + quote(request.url.path, safe="/"))
+        if exc.expired:
+            params.append("expired=1")
+        if params:
+            target += "?" + "&".join(params)
+        return render.redirect(request, target)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(SignInRequired, on_sign_in)
+
+    @app.middleware("http")
+    async def page_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if _is_page(request):
+            for name, value in render.SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if request.url.path.startswith(PREFIX + "/static/"):
+                response.headers.setdefault("Cache-Control", "public, max-age=86400")
+            else:
+                response.headers["Cache-Control"] = render.NO_STORE
+        return response
