@@ -281,3 +281,36 @@ async def test_checkpoint_with_cosignature_and_commands(api: Api) -> None:
         f"eri audit verify eri-audit-export.jsonl --key '{log_key}' "
         f"--witness '{WITNESS.verifier.encode()}'"
     )
+
+
+async def signed_in(api: Api, principal: Principal) -> httpx.AsyncClient:
+    """A client of the same app with a web session of ``principal`` (its cookie set)."""
+    from fastapi import Response
+
+    from api.web import session
+
+    response = Response()
+    await session.start(api.services, response, principal)
+    cookie = response.headers["set-cookie"].split(";", 1)[0]
+    name, _, value = cookie.partition("=")
+    client = httpx.AsyncClient(transport=api.client._transport, base_url="http://eri.test")
+    client.cookies.set(name, value)
+    return client
+
+
+async def test_dashboard_page_for_committee_and_denied_page(api: Api) -> None:
+    await _seed(api)
+    await log.checkpoint(api.services.sessions, api.settings)
+    async with await signed_in(api, COMMITTEE) as browser:
+        r = await browser.get("/web/dashboard", params={"months": 3})
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        assert "<svg" in r.text and "eri audit verify" in r.text
+        print(len(r.content))
+        r = await browser.get("/web/dashboard/checkpoint.txt")
+        assert r.status_code == 200 and r.text.startswith("eri.test/audit\n")
+        r = await browser.get("/web/dashboard/audit-export.jsonl")
+        assert r.status_code == 200
+    async with await signed_in(api, PROSECUTOR) as browser:
+        r = await browser.get("/web/dashboard")
+        assert r.status_code == 403 and "text/html" in r.headers["content-type"]
