@@ -101,11 +101,11 @@ class ComplianceLine:
 class Panel:
     protocol_id: str  # ``*``: every protocol
     title: str
-    live: list[LiveLine]
+    live: list[LiveLine]  # institutions with something open (or suppressed)
+    quiet: list[str]  # institutions with nothing open
     live_total: Counts
     compliance: list[ComplianceLine]
     series_svg: str
-    bars_svg: str  # the latest period, per institution (the committee API's chart)
 
 
 @dataclass
@@ -293,7 +293,9 @@ def _panel(
     live_codes = {i for (p, _, i) in live if p == protocol_id and i != ALL}
     live_codes |= {i for (p, i) in open_cases if p == protocol_id and i != ALL}
     codes = institutions + sorted(live_codes - set(institutions))
-    live_lines = [LiveLine(c, label(c), counts(c)) for c in codes]
+    all_lines = [LiveLine(c, label(c), counts(c)) for c in codes]
+    live_lines = [line for line in all_lines if line.counts != Counts()]
+    quiet = [line.label for line in all_lines if line.counts == Counts()]
 
     indexes = [_task_index(r) for r in results]
     reported = sorted(
@@ -318,16 +320,19 @@ def _panel(
         else f"{title}: tasks completed within the deadline, per institution and month"
     )
     series = report.compliance_series_svg(
-        [p.label for p in periods], [(line.label, line.shares) for line in lines], chart_title
+        [p.label for p in periods],
+        [(line.label, line.shares) for line in lines if line.institution != ALL],
+        (lines[-1].label, lines[-1].shares),
+        chart_title,
     )
     return Panel(
         protocol_id=protocol_id,
         title=title,
         live=live_lines,
+        quiet=quiet,
         live_total=counts(ALL),
         compliance=lines,
         series_svg=series,
-        bars_svg=report.compliance_svg(results[-1], protocol=protocol_id),
     )
 
 

@@ -48,6 +48,7 @@ WORDS: dict[str, tuple[str, str]] = {
         "Cases by the institution that opened them; tasks by the step's first responsible "
         "institution.",
     ),
+    "dash.quiet": ("Nada abierto", "Nothing open"),
     "dash.suppressed": ("suprimido", "suppressed"),
     "dash.compliance": ("Cumplimiento de plazos", "Deadlines met"),
     "dash.compliance_hint": (
@@ -60,7 +61,6 @@ WORDS: dict[str, tuple[str, str]] = {
     "dash.figures": ("Cifras del gráfico", "The chart's figures"),
     "dash.tasks_n": ("tareas", "tasks"),
     "dash.no_deadline": ("sin plazo", "no deadline"),
-    "dash.this_month": ("Este mes", "This month"),
     "dash.checkpoint": ("Último checkpoint firmado", "Latest signed checkpoint"),
     "dash.no_checkpoint": (
         "Aún no hay checkpoint firmado.",

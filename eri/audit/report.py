@@ -313,14 +313,13 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def compliance_svg(report: dict[str, Any], protocol: str = ALL) -> str:
+def compliance_svg(report: dict[str, Any]) -> str:
     """A horizontal bar chart of the share of tasks completed within the deadline, per
-    institution over all protocols (or one ``protocol``); suppressed institutions are
-    labelled, not drawn."""
+    institution over all protocols (suppressed institutions are labelled, not drawn)."""
     rows = [
         r
         for r in report["tasks"]
-        if r["protocol_id"] == protocol and r["step_id"] == ALL and r["institution"] != ALL
+        if r["protocol_id"] == ALL and r["step_id"] == ALL and r["institution"] != ALL
     ]
     width, bar_x, bar_w, line = 640, 180, 380, 28
     height = 60 + line * max(1, len(rows))
@@ -353,46 +352,51 @@ def compliance_svg(report: dict[str, Any], protocol: str = ALL) -> str:
 
 
 #: Okabe-Ito: told apart with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+Series = tuple[str, Sequence[float | None]]
 
 
 def compliance_series_svg(
-    periods: Sequence[str], lines: Sequence[tuple[str, Sequence[float | None]]], title: str
+    periods: Sequence[str], lines: Sequence[Series], total: Series | None, title: str
 ) -> str:
-    """A line chart of the share completed within the deadline over consecutive periods, one
-    line per institution. ``None`` (suppressed, or no task with a deadline) is a gap, never a
-    drawn point: pass only shares a report published."""
-    width, left, right, top, plot_h = 640, 44, 16, 16, 180
-    step = (width - left - right) / max(1, len(periods) - 1)
-    legend_y = top + plot_h + 44
-    height = legend_y + 22 * max(1, math.ceil(len(lines) / 3)) + 4
+    """A line chart of the share completed within the deadline over consecutive periods: one
+    line per institution, the total dashed. ``None`` (suppressed, or nothing with a deadline)
+    is a gap, never a drawn point: pass only shares a report published. Sized for a phone
+    (360 wide); it scales."""
+    width, left, right, top, plot_h = 360, 34, 22, 10, 150
+    span = width - left - right
+    legend_y = top + plot_h + 40
+    height = legend_y + 20 * max(1, math.ceil((len(lines) + bool(total)) / 3))
+    every = max(1, math.ceil(len(periods) / 6))  # at most 6 period labels
 
     def x(i: int) -> float:
-        return round(left + (step * i if len(periods) > 1 else (width - left - right) / 2), 1)
+        return round(left + (span * i / (len(periods) - 1) if len(periods) > 1 else span / 2), 1)
 
     def y(share: float) -> float:
         return round(top + plot_h * (1 - share), 1)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="13">',
+        f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
         f"<title>{escape(title)}</title>",
     ]
     for level in (0.0, 0.5, 0.9, 1.0):
-        dashed = ' stroke-dasharray="4 3"' if level == 0.9 else ""  # the 90 % line
+        dashed = ' stroke-dasharray="3 3"' if level == 0.9 else ""  # the 90 % line
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{y(level)}" y2="{y(level)}" '
             f'stroke="#ccc"{dashed}/>'
-            f'<text x="{left - 6}" y="{y(level) + 4}" text-anchor="end" fill="#555">'
+            f'<text x="{left - 4}" y="{y(level) + 4}" text-anchor="end" fill="#555">'
             f"{level * 100:.0f}%</text>"
         )
     for i, period in enumerate(periods):
-        parts.append(
-            f'<text x="{x(i)}" y="{top + plot_h + 20}" text-anchor="middle" fill="#555">'
-            f"{escape(period)}</text>"
-        )
-    for n, (name, shares) in enumerate(lines):
-        colour = PALETTE[n % len(PALETTE)]
+        if i % every == 0 or i == len(periods) - 1:
+            parts.append(
+                f'<text x="{x(i)}" y="{top + plot_h + 16}" text-anchor="middle" fill="#555">'
+                f"{escape(period)}</text>"
+            )
+    styled = [(total[0], total[1], "#333", ' stroke-dasharray="5 3"')] if total else []
+    styled += [(n, s, PALETTE[i % len(PALETTE)], "") for i, (n, s) in enumerate(lines)]
+    for name, shares, colour, dash in styled:  # the total first, under the others
         run: list[str] = []
         for i, share in enumerate([*shares, None]):
             if share is not None:
@@ -401,20 +405,29 @@ def compliance_series_svg(
             if len(run) > 1:
                 parts.append(
                     f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
-                    'stroke-width="2.5"/>'
+                    f'stroke-width="2"{dash}/>'
                 )
             run = []
         for i, share in enumerate(shares):
             if share is not None:
                 parts.append(
-                    f'<circle cx="{x(i)}" cy="{y(share)}" r="4" fill="{colour}">'
+                    f'<circle cx="{x(i)}" cy="{y(share)}" r="3.5" fill="{colour}">'
                     f"<title>{escape(name)} {escape(periods[i])}: {share * 100:.1f}%</title>"
                     "</circle>"
                 )
-        lx, ly = 10 + (n % 3) * 210, legend_y + 22 * (n // 3)
+    for i, share in enumerate(total[1] if total else []):  # the total's points: rings on top
+        if share is not None:
+            parts.append(
+                f'<circle cx="{x(i)}" cy="{y(share)}" r="5.5" fill="none" stroke="#333" '
+                'stroke-width="1.5"/>'
+            )
+    legend = [(n, PALETTE[i % len(PALETTE)]) for i, (n, _) in enumerate(lines)]
+    legend += [(total[0], "#333")] if total else []
+    for n, (name, colour) in enumerate(legend):
+        lx, ly = 8 + (n % 3) * 118, legend_y + 20 * (n // 3)
         parts.append(
-            f'<rect x="{lx}" y="{ly - 11}" width="14" height="14" fill="{colour}"/>'
-            f'<text x="{lx + 20}" y="{ly + 1}">{escape(name)}</text>'
+            f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{lx + 17}" y="{ly}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
