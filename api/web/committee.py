@@ -40,11 +40,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "dash.now": ("Ahora", "Now"),
     "dash.institution": ("Institución", "Institution"),
     "dash.open_cases": ("Casos abiertos", "Open cases"),
-    "dash.overdue": ("Tareas vencidas", "Overdue tasks"),
-    "dash.escalated": ("Tareas escaladas", "Escalated tasks"),
+    "dash.overdue": ("Vencidas", "Overdue"),
+    "dash.escalated": ("Escaladas", "Escalated"),
     "dash.attribution": (
-        "Casos por institución que los abrió; tareas por la primera institución responsable "
-        "del paso.",
+        "Vencidas: tareas abiertas con el plazo vencido; escaladas: con al menos un "
+        "escalamiento. Casos por la institución que los abrió; tareas por la primera "
+        "institución responsable del paso.",
+        "Overdue: open tasks past their deadline; escalated: with at least one escalation. "
         "Cases by the institution that opened them; tasks by the step's first responsible "
         "institution.",
     ),

@@ -6,27 +6,49 @@ coordinators, and the wrong roles are refused (and recorded)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import re
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser
+from temporalio.testing import WorkflowEnvironment
 
 from api import casework, dashboard
 from api.app import create_app
 from api.deps import Services
 from api.problems import Problem
-from eri import ledger
-from eri.audit import log, report
+from eri import ledger, users
+from eri.audit import log, note, report
 from eri.audit.report import ALL
+from eri.audit.schedule import checkpoint_now
 from eri.auth import Principal, Role, mint
+from eri.canary import LeakScanner
 from eri.db.models import CaseRow, TaskRow
 from eri.ledger import Action, Record
 from eri.settings import Settings
+from eri.vault import Vault
 from protocols.lock import content_hash
+from tests.api.casework_support import GT_ADULT, add_member
 from tests.audit.conftest import WITNESS
+from tests.test_leak_canary import planted_person
+from tests.web.browser_support import (
+    PASSWORD,
+    SCREENSHOTS,
+    Recorder,
+    WebApp,
+    settled,
+    shot,
+    sign_in,
+)
 
 K = 11
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
@@ -266,8 +288,6 @@ async def test_checkpoint_with_cosignature_and_commands(api: Api) -> None:
     view = await dashboard.checkpoint_view(api.services)
     assert view is not None and view.size == signed.size
     assert [(w.name, w.cosigned) for w in view.witnesses] == [("cit.gt/comite-1", False)]
-    from eri.audit import note
-
     parsed = note.Note.parse(signed.note)
     cosigned = parsed.with_signature(note.cosign(parsed, WITNESS, int(NOW.timestamp())))
     await log.add_cosignatures(api.services.sessions, api.settings, cosigned.render())
@@ -313,3 +333,213 @@ async def test_dashboard_page_for_committee_and_denied_page(api: Api) -> None:
     async with await signed_in(api, PROSECUTOR) as browser:
         r = await browser.get("/web/dashboard")
         assert r.status_code == 403 and "text/html" in r.headers["content-type"]
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+
+async def _seed_live_case(web: WebApp, planted: dict[str, str]) -> str:
+    """A real gt-eri case opened through the API with the planted person in its intake and
+    vault, as a responder would: the committee must see none of it."""
+    team = web.teams["gt-eri"]
+    r = await team.client.post(
+        "/v1/cases",
+        json={
+            "protocol_id": "gt-eri",
+            "facts": GT_ADULT,
+            "intake": {"alias": planted["name"], "summary": planted["statement"]},
+        },
+        headers=team.idem("coord.svet"),
+    )
+    assert r.status_code == 201, r.text
+    case_id: str = r.json()["case_id"]
+    vault = Vault(web.services.keyring, web.services.sessions)
+    await vault.put(
+        case_id, "identity", {k: planted[k] for k in ("passport", "phone", "birth_date")}
+    )
+    return case_id
+
+
+async def _seed_compliance(web: WebApp, now: datetime) -> None:
+    """Completed activations this month and last month, enough to publish some institutions."""
+    this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    span = max(timedelta(minutes=30), (now - this_month) / (3 * K))
+    for start, step, plan in (
+        (
+            last_month,
+            timedelta(hours=12),
+            {"SBS": (K + 3, 1), "IGM": (K + 1, 4), "MINEX": (K + 6, 3), "PDH": (2, 0)},
+        ),
+        (
+            this_month,
+            span,
+            {"SBS": (K + 2, 0), "IGM": (K, 3), "MINEX": (K + 5, 1), "PDH": (K - 4, 0)},
+        ),
+    ):
+        for institution, (count, late) in plan.items():
+            for c in range(count):
+                case = "case_web2" + uuid.uuid4().hex[:16]
+                at = start + step * c
+                common = {"case_id": case, "protocol_id": "gt-eri", "protocol_version": "1.0.0"}
+                for n, (action, extra) in enumerate(
+                    (
+                        (Action.TASK_OPENED, {"recorded_at": at}),
+                        (
+                            Action.TASK_COMPLETED,
+                            {
+                                "recorded_at": at + step / 2,
+                                "actor_id": "usr_done0002",
+                                "actor_role": "responder",
+                                "actor_institution": institution,
+                                "deadline_status": "late" if c < late else "on_time",
+                            },
+                        ),
+                    )
+                ):
+                    await ledger.append(
+                        web.services.sessions,
+                        Record(
+                            idempotency_key=f"{case}:{n}",
+                            action=action,
+                            step_id="eri_activation",
+                            **common,  # type: ignore[arg-type]
+                            **extra,  # type: ignore[arg-type]
+                        ),
+                    )
+
+
+@contextlib.contextmanager
+def witnesses_configured(web: WebApp) -> Iterator[Settings]:
+    """The shared server with ``ERI_AUDIT_WITNESSES`` naming the committee's witness key."""
+    original = web.services.settings
+    web.services.settings = original.model_copy(
+        update={"audit_witnesses": [WITNESS.verifier.encode()]}
+    )
+    try:
+        yield web.services.settings
+    finally:
+        web.services.settings = original
+
+
+async def test_a_committee_member_walks_the_dashboard_on_a_phone(
+    web: WebApp, browser: Browser, temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    planted = planted_person()
+    await _seed_live_case(web, planted)
+    await _seed_compliance(web, datetime.now(UTC))
+    with witnesses_configured(web) as settings:
+        result = await checkpoint_now(temporal_env.client, settings, uuid.uuid4().hex[:12])
+        latest = await log.latest(web.services.sessions)
+        assert latest is not None and latest.size >= result.size
+        parsed = note.Note.parse(latest.note)
+        line = note.cosign(parsed, WITNESS, int(datetime.now(UTC).timestamp()))
+        await log.add_cosignatures(
+            web.services.sessions, settings, parsed.with_signature(line).render()
+        )
+
+        recorder = Recorder()
+        page = await sign_in(web, browser, "gt-eri", "comite.cit", recorder=recorder)
+        await settled(page, re.compile(r".*/web/dashboard$"))  # the committee's home
+        assert await recorder.title(page) == "Panel de seguimiento · ERI"
+        await shot(page, "committee-dashboard", full=False)
+
+        await page.select_option("#protocol", "gt-eri")
+        await page.select_option("#months", "3")
+        await page.click("form.filters button[type=submit]")
+        await settled(page, re.compile(r".*/web/dashboard\?protocol=gt-eri&months=3$"))
+        await recorder.title(page)
+        panels = page.locator("section.panel")
+        assert await panels.count() == 1
+        await page.click("section.panel details summary")
+        figures = page.locator("table.series")
+        await figures.wait_for()
+        # the page's figures are the committee report's, month by month
+        now = datetime.now(UTC)
+        periods = dashboard.months(now, 3)
+        for index, period in enumerate(periods[1:], start=1):
+            published = {
+                r["institution"]: r
+                for r in (
+                    await report.compliance(
+                        web.services.sessions, period.start, period.end, settings.audit_k
+                    )
+                )["tasks"]
+                if r["protocol_id"] == "gt-eri" and r["step_id"] == ALL
+            }
+            for code, label in (("SBS", "SBS"), ("IGM", "IGM"), ("MINEX", "MINEX"), ("PDH", "PDH")):
+                row = published[code]
+                cell = figures.locator(f"tr:has(th:text-is('{label}')) td").nth(index)
+                text = await cell.inner_text()
+                if "tasks_completed" in row["suppressed"]:
+                    assert text == "suprimido", (code, period.label, text)
+                else:
+                    share = row["within_deadline_share"]
+                    assert text.startswith(f"{share * 100:.0f}"), (code, period.label, text)
+        await panels.screenshot(path=str(SCREENSHOTS / "committee-compliance.png"))
+
+        checkpoint = page.locator("section.checkpoint")
+        assert "cit.gt/comite-1: cofirmó" in await checkpoint.inner_text()
+        await checkpoint.screenshot(path=str(SCREENSHOTS / "committee-checkpoint.png"))
+        # The offline check, exactly as the page tells it: download both files, run the
+        # commands shown (the verifier; it reads files and keys only).
+        async with page.expect_download() as got:
+            await page.click("a[href='/web/dashboard/checkpoint.txt']")
+        saved = tmp_path / dashboard.CHECKPOINT_FILE
+        await (await got.value).save_as(saved)
+        assert saved.read_text() == (await log.latest(web.services.sessions)).note  # type: ignore[union-attr]
+        async with page.expect_download() as got:
+            await page.click("a[href='/web/dashboard/audit-export.jsonl']")
+        await (await got.value).save_as(tmp_path / dashboard.EXPORT_FILE)
+        commands = await checkpoint.locator("ol.commands pre").all_inner_texts()
+        verify = commands[1].removeprefix("$ ").strip()
+        assert verify.startswith("eri audit verify eri-audit-export.jsonl --key ")
+        done = subprocess.run(  # noqa: ASYNC221 (a short offline check)
+            [str(Path(sys.executable).with_name("eri")), *shlex.split(verify)[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("OK: ") and "cosignatures" in done.stdout
+
+        # English, then no victim data anywhere the committee member's browser went
+        await page.click("a.lang")
+        await settled(page, re.compile(r".*/web/dashboard.*"))
+        assert await recorder.title(page) == "Dashboard · ERI"
+        await recorder.settle()
+        await page.context.close()
+    scanner = LeakScanner(planted)
+    assert scanner.scan_texts(recorder.urls, "urls") == []
+    assert scanner.scan_texts(recorder.titles, "titles") == []
+    bodies = [body for _, _, body in recorder.responses]
+    assert sum(len(b) for b in bodies) > 10_000
+    for url, headers, body in recorder.responses:
+        assert scanner.scan_bytes(body, url) == [], url
+        if "/web/static/" not in url:
+            assert headers.get("cache-control") == "no-store", url
+    export = (tmp_path / dashboard.EXPORT_FILE).read_bytes()
+    assert scanner.scan_bytes(export, "export") == []
+
+
+async def test_the_wrong_roles_get_a_denied_page(web: WebApp, browser: Browser) -> None:
+    team = web.teams["gt-eri"]
+    if "fiscal.web2" not in team.members:
+        await add_member(team, "fiscal.web2", "prosecutor", "MP-WEB2D", [])
+        await users.set_password(
+            web.services.sessions, web.login("gt-eri", "fiscal.web2"), PASSWORD
+        )
+    for member, url, name in (
+        ("fiscal.web2", "/web/dashboard", "prosecutor-denied-dashboard"),
+        ("psi.svet", "/web/dashboard", None),
+        ("comite.cit", "/web/handoffs", "committee-denied-handoffs"),
+    ):
+        page = await sign_in(web, browser, "gt-eri", member)
+        response = await page.goto(web.base_url + url)
+        assert response is not None and response.status == 403, member
+        assert "No tiene permiso para esta acción." in await page.inner_text("main")
+        if name:
+            await shot(page, name, full=False)
+        await page.context.close()
