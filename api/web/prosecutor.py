@@ -129,6 +129,7 @@ async def inbox_page(request: Request, principal: WebPrincipal) -> Response:
         "handoffs.html",
         words=WORDS,
         items=items,
+        reasons=REJECT_REASONS,
         when=_when,
         size=_size,
         status_names=STATUS,

@@ -10,26 +10,34 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import Response
+from playwright.async_api import Browser
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.deps import Services
 from api.web import session
-from eri import ledger
+from eri import ledger, users
 from eri.auth import Principal, Role, mint
 from eri.handoff import service
-from eri.handoff.keys import InstitutionPrivateKey, RecipientPrivateKey
+from eri.handoff.keys import (
+    InstitutionPrivateKey,
+    RecipientPrivateKey,
+    institution_key_from_settings,
+)
 from eri.handoff.notices import make_ack
-from eri.handoff.package import verify_package
+from eri.handoff.package import open_package, verify_package
 from eri.runtime import Runtime
 from eri.settings import Settings
+from tests.api.casework_support import add_member
 from tests.conftest import worker_on_new_queue
 from tests.handoff.support import idempotency_key, open_gt_case
+from tests.web.browser_support import PASSWORD, Recorder, WebApp, settled, shot, sign_in
 from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -256,3 +264,126 @@ async def test_only_the_addressed_office_and_never_other_roles(pages: Pages) -> 
     ]
     # nothing was downloaded by anyone
     assert "handoff.downloaded" not in await custody_steps(pages, case_id)
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+
+async def _browser_handoff(web: WebApp, env: WorkflowEnvironment, office: str) -> tuple[str, str]:
+    """A consented gt-eri case handed to ``office`` over the API by SVET's coordinator; once
+    the package is in the office's inbox: (case id, handoff id)."""
+    team = web.teams["gt-eri"]
+    case_id = await open_gt_case(
+        env.client, web.settings.temporal_task_queue, {"minor": False, "consent": "given"}
+    )
+    r = await team.client.post(
+        f"/v1/cases/{case_id}/handoffs",
+        json={"recipient_institution": office, "purpose": "prosecution"},
+        headers=team.idem("coord.svet"),
+    )
+    assert r.status_code == 202, r.text
+    handoff_id: str = r.json()["handoff_id"]
+    for _ in range(200):
+        try:
+            row = await service.inbox_row(web.services.sessions, handoff_id)
+            if row.status == "delivered":
+                return case_id, handoff_id
+        except service.HandoffError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the package never reached the inbox")
+
+
+async def _prosecutor(web: WebApp, name: str, office: str) -> None:
+    team = web.teams["gt-eri"]
+    if name not in team.members:
+        await add_member(team, name, "prosecutor", office, [])
+        await users.set_password(web.services.sessions, web.login("gt-eri", name), PASSWORD)
+
+
+async def test_a_prosecutor_acknowledges_a_package_on_a_phone(
+    web: WebApp, browser: Browser, temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    office = "MP-FETP-W2"
+    opening, signing = RecipientPrivateKey.generate(), InstitutionPrivateKey.generate()
+    await service.register_party(web.services.sessions, opening.public(), office)
+    await service.register_party(web.services.sessions, signing.public(), office)
+    await _prosecutor(web, "fiscal.fetp", office)
+    case_id, handoff_id = await _browser_handoff(web, temporal_env, office)
+    package_url = f"/web/handoffs/{handoff_id}"
+
+    recorder = Recorder()
+    page = await sign_in(web, browser, "gt-eri", "fiscal.fetp", recorder=recorder)
+    await settled(page, re.compile(r".*/web/handoffs$"))  # the prosecutor's home
+    assert await recorder.title(page) == "Paquetes recibidos · ERI"
+    await shot(page, "prosecutor-inbox", full=False)
+    await page.click(f"a[href='{package_url}']")
+    await settled(page, re.compile(f".*{package_url}$"))
+    assert await recorder.title(page) == f"Paquete {handoff_id} · ERI"
+    await shot(page, "prosecutor-package")
+
+    async with page.expect_download() as got:
+        await page.click(f"a[href='{package_url}/package']")
+    saved = tmp_path / f"{handoff_id}.erih"
+    await (await got.value).save_as(saved)
+    # offline, on the office's computer: open it with the office's key, sign the ack
+    package = saved.read_bytes()
+    sender = institution_key_from_settings(web.settings).public()
+    opened = open_package(package, opening, trusted=[sender])
+    assert opened.json("facts")["consent"] == "given"
+    notice = tmp_path / f"{handoff_id}.erih.ack.json"
+    notice.write_bytes(make_ack(opened.verified, signing, office))
+
+    await page.reload()
+    await page.set_input_files("#notice", str(notice))
+    await page.click("button:has-text('Enviar el acuse')")  # htmx posts it, then swaps
+    await page.locator("p[role=status]", has_text="Acuse registrado.").wait_for()
+    assert page.url.endswith(package_url)
+    assert await page.locator("#notice").count() == 0  # answered: no more forms
+    await shot(page, "prosecutor-acknowledged", full=False)
+
+    handle = temporal_env.client.get_workflow_handle_for(
+        HandoffWorkflow.run, handoff_workflow_id(case_id, handoff_id)
+    )
+    assert (await handle.result()).status == "acknowledged"
+    steps = [
+        e.step_id
+        for e in await ledger.entries(web.services.sessions, case_id=case_id)
+        if e.action == "handoff.custody"
+    ]
+    assert steps[-2:] == ["handoff.downloaded", "handoff.acknowledged"]
+    await recorder.settle()
+    await page.context.close()
+    for url, headers, _ in recorder.responses:
+        if "/web/static/" not in url:
+            assert headers.get("cache-control") == "no-store", url
+    assert all(re.search(r"/web/handoffs/(?!hnd_)", u) is None for u in recorder.urls)
+
+
+async def test_a_prosecutor_rejects_a_package_with_a_reason(
+    web: WebApp, browser: Browser, temporal_env: WorkflowEnvironment
+) -> None:
+    office = "MP-FETP-W3"
+    await service.register_party(
+        web.services.sessions, RecipientPrivateKey.generate().public(), office
+    )
+    await _prosecutor(web, "fiscal.rechazo", office)
+    case_id, handoff_id = await _browser_handoff(web, temporal_env, office)
+    package_url = f"/web/handoffs/{handoff_id}"
+    page = await sign_in(web, browser, "gt-eri", "fiscal.rechazo", javascript=False)
+    await page.goto(web.base_url + package_url)
+    # without JavaScript: a plain form post and a redirect (a reason outside the list is
+    # refused by the server: test_reject_with_a_reason_from_the_list)
+    await page.select_option("#reason", "wrong_jurisdiction")
+    await shot(page, "prosecutor-reject", full=False)
+    await page.click("button:has-text('Rechazar el paquete')")
+    await settled(page, re.compile(f".*{package_url}$"))
+    text = await page.inner_text("main")
+    assert "Rechazo registrado." in text and "No es de nuestra competencia" in text
+    await shot(page, "prosecutor-rejected", full=False)
+    await page.context.close()
+    handle = temporal_env.client.get_workflow_handle_for(
+        HandoffWorkflow.run, handoff_workflow_id(case_id, handoff_id)
+    )
+    result = await handle.result()
+    assert (result.status, result.reason) == ("rejected", "wrong_jurisdiction")
