@@ -24,10 +24,12 @@ Nothing here reads the vault: no victim data reaches the dashboard.
 from __future__ import annotations
 
 import base64
-import io
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -409,9 +411,15 @@ async def checkpoint_note(services: Services, principal: Principal) -> str | Non
     return None if latest is None else latest.note
 
 
-async def audit_export(services: Services, principal: Principal) -> bytes:
-    """The export ``eri audit verify`` checks (every entry, checkpoint and proof; no PII)."""
+async def audit_export(services: Services, principal: Principal) -> Path:
+    """The export ``eri audit verify`` checks (every entry, checkpoint and proof; no PII), in
+    a temporary file (300 MB at a million entries: not held in memory); the caller deletes it."""
     await require_export(services, principal)
-    out = io.BytesIO()
-    await log.export(services.sessions, out)
-    return out.getvalue()
+    fd, name = tempfile.mkstemp(prefix="eri-audit-export-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            await log.export(services.sessions, out)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)

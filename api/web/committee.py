@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.background import BackgroundTask
 
 from api import dashboard
 from api.problems import Problem
@@ -147,9 +148,10 @@ async def checkpoint_file(request: Request, principal: WebPrincipal) -> Response
 
 @router.get("/dashboard/audit-export.jsonl")
 async def export_file(request: Request, principal: WebPrincipal) -> Response:
-    data = await dashboard.audit_export(request.app.state.services, principal)
-    return Response(
-        data,
+    path = await dashboard.audit_export(request.app.state.services, principal)
+    return FileResponse(
+        path,
         media_type="application/jsonl",
-        headers={"Content-Disposition": f'attachment; filename="{dashboard.EXPORT_FILE}"'},
+        filename=dashboard.EXPORT_FILE,
+        background=BackgroundTask(path.unlink),
     )

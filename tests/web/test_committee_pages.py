@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -317,6 +318,10 @@ async def signed_in(api: Api, principal: Principal) -> httpx.AsyncClient:
     return client
 
 
+def exports_in_tmp() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("eri-audit-export-*"))
+
+
 async def test_dashboard_page_for_committee_and_denied_page(api: Api) -> None:
     await _seed(api)
     await log.checkpoint(api.services.sessions, api.settings)
@@ -325,11 +330,12 @@ async def test_dashboard_page_for_committee_and_denied_page(api: Api) -> None:
         assert r.status_code == 200, r.text
         assert r.headers["cache-control"] == "no-store"
         assert "<svg" in r.text and "eri audit verify" in r.text
-        print(len(r.content))
         r = await browser.get("/web/dashboard/checkpoint.txt")
         assert r.status_code == 200 and r.text.startswith("eri.test/audit\n")
+        before = exports_in_tmp()
         r = await browser.get("/web/dashboard/audit-export.jsonl")
-        assert r.status_code == 200
+        assert r.status_code == 200 and r.content.startswith(b'{"format": "eri-audit-export/1"')
+        assert exports_in_tmp() <= before  # the temporary file is gone
     async with await signed_in(api, PROSECUTOR) as browser:
         r = await browser.get("/web/dashboard")
         assert r.status_code == 403 and "text/html" in r.headers["content-type"]
