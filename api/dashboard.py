@@ -24,6 +24,7 @@ Nothing here reads the vault: no victim data reaches the dashboard.
 from __future__ import annotations
 
 import base64
+import bisect
 import os
 import tempfile
 from collections.abc import Callable
@@ -248,9 +249,26 @@ async def compliance_by_period(
     services: Services, periods: list[Period], k: int
 ) -> list[dict[str, Any]]:
     """The committee report of each period (what ``GET /audit/reports/compliance`` answers
-    for it), from one read of the ledger."""
+    for it), from one read of the ledger.
+
+    Each period's report is computed over the events before its end of the cases with an
+    event in the period: every figure of :func:`eri.audit.report.compute` counts an event
+    inside the period, so the other cases add nothing, and leaving them out makes six months
+    cost about two passes over the ledger instead of six."""
     events = await report.load_events(services.sessions, periods[-1].end)
-    return [report.compute([e for e in events if e.at < p.end], p.start, p.end, k) for p in periods]
+    starts = [p.start for p in periods]
+    by_case: dict[str, list[report.Event]] = {}
+    touched: dict[int, list[str]] = {i: [] for i in range(len(periods))}
+    for e in events:  # ordered by case and case_seq
+        by_case.setdefault(e.case_id, []).append(e)
+        i = bisect.bisect_right(starts, e.at) - 1
+        if i >= 0 and e.at < periods[i].end and touched[i][-1:] != [e.case_id]:
+            touched[i].append(e.case_id)
+    results = []
+    for i, p in enumerate(periods):
+        relevant = [e for case in touched[i] for e in by_case[case] if e.at < p.end]
+        results.append(report.compute(relevant, p.start, p.end, k))
+    return results
 
 
 def _task_index(result: dict[str, Any]) -> dict[report.Key, dict[str, Any]]:
