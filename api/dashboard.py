@@ -249,17 +249,25 @@ async def compliance_by_period(
     services: Services, periods: list[Period], k: int
 ) -> list[dict[str, Any]]:
     """The committee report of each period (what ``GET /audit/reports/compliance`` answers
-    for it), from one read of the ledger.
-
-    Each period's report is computed over the events before its end of the cases with an
-    event in the period: every figure of :func:`eri.audit.report.compute` counts an event
-    inside the period, so the other cases add nothing, and leaving them out makes six months
-    cost about two passes over the ledger instead of six."""
+    for it), from one read of the ledger."""
     events = await report.load_events(services.sessions, periods[-1].end)
+    return reports_by_period(events, periods, k)
+
+
+def reports_by_period(
+    events: list[report.Event], periods: list[Period], k: int
+) -> list[dict[str, Any]]:
+    """``report.compute(events before its end, period, k)`` for each of consecutive
+    ``periods``, over ``events`` ordered by case and ``case_seq``.
+
+    Each period's report is computed over the events of the cases with an event in the
+    period only: every figure of :func:`eri.audit.report.compute` counts an event inside the
+    period, so the other cases add nothing, and leaving them out makes six months cost about
+    two passes over the ledger instead of six."""
     starts = [p.start for p in periods]
     by_case: dict[str, list[report.Event]] = {}
     touched: dict[int, list[str]] = {i: [] for i in range(len(periods))}
-    for e in events:  # ordered by case and case_seq
+    for e in events:
         by_case.setdefault(e.case_id, []).append(e)
         i = bisect.bisect_right(starts, e.at) - 1
         if i >= 0 and e.at < periods[i].end and touched[i][-1:] != [e.case_id]:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from playwright.async_api import Browser
 from temporalio.testing import WorkflowEnvironment
 
@@ -549,3 +552,53 @@ async def test_the_wrong_roles_get_a_denied_page(web: WebApp, browser: Browser) 
         if name:
             await shot(page, name, full=False)
         await page.context.close()
+
+
+EVENT_ACTIONS = (
+    "case.opened",
+    "task.opened",
+    "task.completed",
+    "task.cancelled",
+    "escalation.rung",
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 7),  # case
+            st.sampled_from(EVENT_ACTIONS),
+            st.sampled_from(["eri_activation", "identification"]),
+            st.integers(0, 24 * 120),  # hours after 2026-01-01
+            st.sampled_from(["SVET", "PGN", None]),
+            st.sampled_from(["on_time", "late", None]),
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 5),
+)
+def test_monthly_reports_skip_only_cases_that_add_nothing(
+    raw: list[tuple[int, str, str, int, str | None, str | None]], k: int
+) -> None:
+    """Leaving out the cases without an event in a month changes no figure of its report."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ordered = sorted(raw, key=lambda r: (r[0], r[3]))
+    events = [
+        report.Event(
+            action,
+            t0 + timedelta(hours=hours),
+            f"case_prop{case}",
+            seq,
+            "gt-eri",
+            None if action == "case.opened" else step,
+            institution,
+            status if action == "task.completed" else None,
+        )
+        for seq, (case, action, step, hours, institution, status) in enumerate(ordered)
+    ]
+    events.sort(key=lambda e: (e.case_id, e.case_seq))
+    periods = dashboard.months(datetime(2026, 4, 20, tzinfo=UTC), 4)
+    assert dashboard.reports_by_period(events, periods, k) == [
+        report.compute([e for e in events if e.at < p.end], p.start, p.end, k) for p in periods
+    ]
