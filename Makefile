@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest
+.PHONY: run test lint typecheck pytest chromium
 
 run: $(VENV)/.installed-run
 	$(BIN)/eri up
 
-test: $(VENV)/.installed-dev lint typecheck pytest
+test: $(VENV)/.installed-dev chromium lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -18,8 +18,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev chromium
 	$(BIN)/pytest
+
+# The browser tests (tests/web) drive Debian's chromium; install it only when it is missing
+# (CI runs as root). Never `playwright install`: it downloads browsers from elsewhere.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

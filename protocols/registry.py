@@ -15,11 +15,18 @@ from protocols.lock import content_hash
 from protocols.model import Protocol
 
 _BY_HASH: dict[str, Protocol] = {}
+#: The digest of each protocol object already registered (the loader caches the objects, and
+#: hashing the canonical JSON costs milliseconds: the API registers on every protocols() call).
+_DIGESTS: dict[int, tuple[Protocol, str]] = {}
 
 
 def register(protocol: Protocol) -> str:
+    known = _DIGESTS.get(id(protocol))
+    if known is not None and known[0] is protocol:
+        return known[1]
     digest = content_hash(protocol)
     _BY_HASH[digest] = protocol
+    _DIGESTS[id(protocol)] = (protocol, digest)
     return digest
 
 

@@ -97,10 +97,22 @@ def field_views(
     errors: dict[str, str],
     lang: str,
     timezone: str,
+    p: Protocol | None = None,
 ) -> list[dict[str, Any]]:
-    """What the template needs per field: label, input kind, value, error sentence."""
+    """What the template needs per field: label, input kind, options, value, error sentence.
+
+    An ``enum`` offers its codes; an ``institution`` offers the protocol's institutions."""
+    institutions = [
+        (i.id, f"{i.acronym} · {i.name.get(lang)}") for i in (p.institutions if p else [])
+    ]
     views = []
     for f in fields:
+        if f.type == "enum":
+            options = [(v, v.replace("_", " ")) for v in f.values or []]
+        elif f.type == "institution" and institutions:
+            options = institutions
+        else:
+            options = []
         value = values.get(f.id)
         if f.type == "datetime" and isinstance(value, str):
             with contextlib.suppress(ValueError):
@@ -113,7 +125,7 @@ def field_views(
                 "type": f.type,
                 "label": f.label.get(lang),
                 "required": f.required,
-                "values": f.values or [],
+                "options": options,
                 "value": value,
                 "error": i18n.field_error(errors[f.id], lang) if f.id in errors else None,
             }
@@ -273,6 +285,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "case.closed": ("Cerrado", "Closed"),
     "case.status": ("Estado", "Status"),
     "case.none": ("Ninguna.", "None."),
+    "case.intake": ("Al abrir el caso", "When the case was opened"),
 }
 
 
@@ -313,7 +326,7 @@ async def _task_page(
         task=detail,
         due=_due(detail, p, lang, now),
         protocol_title=p.title.get(lang),
-        fields=field_views(_form_fields(step), shown, errors or {}, lang, p.timezone),
+        fields=field_views(_form_fields(step), shown, errors or {}, lang, p.timezone, p),
         form_title=step.form.title.get(lang) if step.form else None,
         mine=mine,
         assigned_other=assignee is not None and not mine,
@@ -469,10 +482,8 @@ async def complete(
     answer = await _command(request, services, signed, task_id, "complete", form, values)
     if answer.status >= 400:
         return await _after_refusal(request, services, signed, task_id, answer, values)
-    case_id = str(answer.body.get("case_id", ""))
-    if answer.body.get("closed") or not case_id:
-        return render.redirect(request, "/web/inbox?done=completed")
-    return render.redirect(request, f"/web/cases/{case_id}?done=completed")
+    # Back to the inbox, where the case's next tasks for this person show up.
+    return render.redirect(request, "/web/inbox?done=completed")
 
 
 # --- opening a case -------------------------------------------------------------------------
@@ -567,8 +578,7 @@ async def open_case(
     )
     if answer.status >= 400:
         if answer.status == 422:
-            fact = str(answer.body.get("code", ""))
-            errors = {k: "not_an_option" for k in facts} if fact else {}
+            errors = {k: "not_an_option" for k in _errors(answer.body) if k in facts}
             return await _intake_page(
                 request,
                 signed,
@@ -620,7 +630,7 @@ async def case_page(
     timeline = [
         {
             "at": i18n.local_time(e["at"], p.timezone, lang),
-            "action": e["action"],
+            "action": i18n.pick(ACTIONS.get(e["action"]), lang) or e["action"],
             "step": p.step(e["step_id"]).title.get(lang)
             if e["step_id"] and _has_step(p, e["step_id"])
             else (e["step_id"] or ""),
@@ -634,7 +644,7 @@ async def case_page(
         "case.html",
         case_id=case_id,
         protocol_title=p.title.get(lang),
-        status=case["status"],
+        case_status=case["status"],
         opened=i18n.local_time(case["opened_at"], p.timezone, lang),
         facts=facts,
         data=data,
@@ -643,6 +653,28 @@ async def case_page(
         done=done in {"completed", "opened"} and done,
         words=WORDS,
     )
+
+
+#: The ledger's actions (eri.ledger.Action) as the timeline names them.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "case.opened": ("Caso abierto", "Case opened"),
+    "case.viewed": ("Caso consultado", "Case viewed"),
+    "case.closed": ("Caso cerrado", "Case closed"),
+    "task.opened": ("Tarea abierta", "Task opened"),
+    "task.claimed": ("Tarea tomada", "Task claimed"),
+    "task.unclaimed": ("Tarea devuelta", "Task given back"),
+    "task.completed": ("Tarea completada", "Task completed"),
+    "task.reassigned": ("Tarea reasignada", "Task reassigned"),
+    "task.cancelled": ("Tarea cancelada", "Task cancelled"),
+    "deadline.met": ("Plazo cumplido", "Deadline met"),
+    "deadline.missed": ("Plazo vencido", "Deadline missed"),
+    "escalation.rung": ("Escalamiento", "Escalation"),
+    "consent.recorded": ("Consentimiento registrado", "Consent recorded"),
+    "consent.revoked": ("Consentimiento revocado", "Consent revoked"),
+    "fact.changed": ("Hecho cambiado", "Fact changed"),
+    "access.denied": ("Acceso denegado", "Access denied"),
+    "handoff.custody": ("Entrega (cadena de custodia)", "Handoff (custody)"),
+}
 
 
 def _has_step(p: Protocol, step_id: str) -> bool:
@@ -657,20 +689,32 @@ def _fact_value(value: Any, lang: str) -> str:
     return str(value)
 
 
-def _case_data(data: dict[str, Any], p: Protocol, lang: str) -> list[tuple[str, str]]:
-    """The case's decrypted values with their protocol labels (drafts left out)."""
-    labels: dict[str, str] = {f.id: f.label.get(lang) for f in INTAKE_FIELDS}
-    label = labels.get
-    for s in p.steps:
-        for f in _form_fields(s):
-            labels.setdefault(f.id, f.label.get(lang))
-    rows: list[tuple[str, str]] = []
-    for key, value in sorted(data.items()):
-        if key.startswith("draft."):
+def _case_data(
+    data: dict[str, Any], p: Protocol, lang: str
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The case's decrypted values, by step in protocol order, with the protocol's labels
+    (vault fields ``intake``, ``form.<step>`` and ``form.<step>.<field>``; drafts left out)."""
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    intake = data.get("intake")
+    if isinstance(intake, dict) and intake:
+        labels = {f.id: f.label.get(lang) for f in INTAKE_FIELDS}
+        rows = [(labels.get(k) or k, _fact_value(v, lang)) for k, v in intake.items()]
+        sections.append((i18n.pick(WORDS["case.intake"], lang), rows))
+    for step in p.steps:
+        answers: dict[str, Any] = {}
+        plain = data.get(f"form.{step.id}")
+        if isinstance(plain, dict):
+            answers.update(plain)
+        prefix = f"form.{step.id}."
+        for key, value in data.items():
+            if key.startswith(prefix):
+                answers[key[len(prefix) :]] = value
+        if not answers:
             continue
-        if isinstance(value, dict):
-            for inner, v in value.items():
-                rows.append((label(inner) or inner, _fact_value(v, lang)))
-        else:
-            rows.append((label(key) or key, _fact_value(value, lang)))
-    return rows
+        rows = [
+            (f.label.get(lang), _fact_value(answers[f.id], lang))
+            for f in _form_fields(step)
+            if f.id in answers
+        ]
+        sections.append((step.title.get(lang), rows))
+    return sections

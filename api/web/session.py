@@ -127,6 +127,7 @@ async def _load(services: Services, token: str, *, touch: bool) -> SignedInSessi
         return None
     key = _hash(token)
     now = datetime.now(UTC)
+    expired = False
     async with services.sessions.begin() as session:
         row = await session.get(WebSession, key)
         if row is None:
@@ -135,8 +136,8 @@ async def _load(services: Services, token: str, *, touch: bool) -> SignedInSessi
         oldest = timedelta(hours=settings.web_session_max_hours)
         if now - row.last_seen_at > idle or now - row.created_at > oldest:
             await session.delete(row)
-            raise SignInRequired(expired=True)
-        if touch and now - row.last_seen_at > TOUCH_EVERY:
+            expired = True
+        elif touch and now - row.last_seen_at > TOUCH_EVERY:
             row.last_seen_at = now
         principal = Principal(
             subject=row.subject,
@@ -144,6 +145,8 @@ async def _load(services: Services, token: str, *, touch: bool) -> SignedInSessi
             institution=row.institution,
             groups=tuple(row.groups.split()),
         )
+    if expired:  # raised after the commit: the expired row is really deleted
+        raise SignInRequired(expired=True)
     return SignedInSession(principal, key, csrf_token(settings, key))
 
 
