@@ -274,9 +274,24 @@ def reports_by_period(
             touched[i].append(e.case_id)
     results = []
     for i, p in enumerate(periods):
-        relevant = [e for case in touched[i] for e in by_case[case] if e.at < p.end]
-        results.append(report.compute(relevant, p.start, p.end, k))
+        # A month's report changes only if an entry before its end is added (the ledger is
+        # append-only): the same count of such entries means the same report.
+        key = (p.start, p.end, k, sum(1 for e in events if e.at < p.end))
+        result = _FINISHED.get(key) if p.end < periods[-1].end else None
+        if result is None:
+            relevant = [e for case in touched[i] for e in by_case[case] if e.at < p.end]
+            result = report.compute(relevant, p.start, p.end, k)
+            if p.end < periods[-1].end:
+                _FINISHED[key] = result
+                while len(_FINISHED) > _FINISHED_MAX:
+                    _FINISHED.pop(next(iter(_FINISHED)))
+        results.append(result)
     return results
+
+
+#: Reports of finished periods, by (start, end, k, entries before end); the oldest dropped.
+_FINISHED: dict[tuple[datetime, datetime, int, int], dict[str, Any]] = {}
+_FINISHED_MAX = 128
 
 
 def _task_index(result: dict[str, Any]) -> dict[report.Key, dict[str, Any]]:

@@ -602,3 +602,31 @@ def test_monthly_reports_skip_only_cases_that_add_nothing(
     assert dashboard.reports_by_period(events, periods, k) == [
         report.compute([e for e in events if e.at < p.end], p.start, p.end, k) for p in periods
     ]
+
+
+def test_finished_months_are_reused_until_an_entry_lands_before_their_end() -> None:
+    dashboard._FINISHED.clear()
+    periods = dashboard.months(datetime(2026, 4, 20, tzinfo=UTC), 3)  # Feb, Mar, Apr
+
+    def completion(case: str, at: datetime) -> list[report.Event]:
+        return [
+            report.Event("task.opened", at, case, 1, "gt-eri", "eri_activation", None, None),
+            report.Event(
+                "task.completed", at, case, 2, "gt-eri", "eri_activation", "PGN", "on_time"
+            ),
+        ]
+
+    events = completion("case_cache0001", datetime(2026, 2, 10, tzinfo=UTC))
+    first = dashboard.reports_by_period(events, periods, 1)
+    again = dashboard.reports_by_period(events, periods, 1)
+    assert again[0] is first[0] and again[1] is first[1]  # finished: reused
+    assert again[2] is not first[2]  # the current month: always computed
+    # an entry recorded with an earlier time (a backdated custody event, say) lands in February
+    events += completion("case_cache0002", datetime(2026, 2, 11, tzinfo=UTC))
+    changed = dashboard.reports_by_period(events, periods, 1)
+    assert changed[0] is not first[0]
+    assert changed[0] == report.compute(events, periods[0].start, periods[0].end, 1)
+    (pgn,) = [
+        r for r in changed[0]["tasks"] if r["institution"] == "PGN" and r["protocol_id"] == ALL
+    ]
+    assert pgn["tasks_completed"] == 2
