@@ -27,6 +27,7 @@ import base64
 import bisect
 import os
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -251,11 +252,15 @@ async def compliance_by_period(
     """The committee report of each period (what ``GET /audit/reports/compliance`` answers
     for it), from one read of the ledger."""
     events = await report.load_events(services.sessions, periods[-1].end)
-    return reports_by_period(events, periods, k)
+    cache = _FINISHED.setdefault(services.sessions, {})
+    return reports_by_period(events, periods, k, cache)
 
 
 def reports_by_period(
-    events: list[report.Event], periods: list[Period], k: int
+    events: list[report.Event],
+    periods: list[Period],
+    k: int,
+    cache: FinishedReports | None = None,
 ) -> list[dict[str, Any]]:
     """``report.compute(events before its end, period, k)`` for each of consecutive
     ``periods``, over ``events`` ordered by case and ``case_seq``.
@@ -277,21 +282,24 @@ def reports_by_period(
         # A month's report changes only if an entry before its end is added (the ledger is
         # append-only): the same count of such entries means the same report.
         key = (p.start, p.end, k, sum(1 for e in events if e.at < p.end))
-        result = _FINISHED.get(key) if p.end < periods[-1].end else None
+        finished = cache is not None and p.end < periods[-1].end
+        result = cache.get(key) if cache is not None and finished else None
         if result is None:
             relevant = [e for case in touched[i] for e in by_case[case] if e.at < p.end]
             result = report.compute(relevant, p.start, p.end, k)
-            if p.end < periods[-1].end:
-                _FINISHED[key] = result
-                while len(_FINISHED) > _FINISHED_MAX:
-                    _FINISHED.pop(next(iter(_FINISHED)))
+            if cache is not None and finished:
+                cache[key] = result
+                while len(cache) > FINISHED_MAX:
+                    cache.pop(next(iter(cache)))
         results.append(result)
     return results
 
 
-#: Reports of finished periods, by (start, end, k, entries before end); the oldest dropped.
-_FINISHED: dict[tuple[datetime, datetime, int, int], dict[str, Any]] = {}
-_FINISHED_MAX = 128
+#: Reports of finished periods of one ledger, by (start, end, k, its entries before end).
+FinishedReports = dict[tuple[datetime, datetime, int, int], dict[str, Any]]
+FINISHED_MAX = 128
+#: Per database (its session factory): a report is reused only for the ledger it came from.
+_FINISHED: weakref.WeakKeyDictionary[Any, FinishedReports] = weakref.WeakKeyDictionary()
 
 
 def _task_index(result: dict[str, Any]) -> dict[report.Key, dict[str, Any]]:

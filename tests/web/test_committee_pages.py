@@ -605,7 +605,7 @@ def test_monthly_reports_skip_only_cases_that_add_nothing(
 
 
 def test_finished_months_are_reused_until_an_entry_lands_before_their_end() -> None:
-    dashboard._FINISHED.clear()
+    cache: dashboard.FinishedReports = {}
     periods = dashboard.months(datetime(2026, 4, 20, tzinfo=UTC), 3)  # Feb, Mar, Apr
 
     def completion(case: str, at: datetime) -> list[report.Event]:
@@ -617,13 +617,13 @@ def test_finished_months_are_reused_until_an_entry_lands_before_their_end() -> N
         ]
 
     events = completion("case_cache0001", datetime(2026, 2, 10, tzinfo=UTC))
-    first = dashboard.reports_by_period(events, periods, 1)
-    again = dashboard.reports_by_period(events, periods, 1)
+    first = dashboard.reports_by_period(events, periods, 1, cache)
+    again = dashboard.reports_by_period(events, periods, 1, cache)
     assert again[0] is first[0] and again[1] is first[1]  # finished: reused
     assert again[2] is not first[2]  # the current month: always computed
     # an entry recorded with an earlier time (a backdated custody event, say) lands in February
     events += completion("case_cache0002", datetime(2026, 2, 11, tzinfo=UTC))
-    changed = dashboard.reports_by_period(events, periods, 1)
+    changed = dashboard.reports_by_period(events, periods, 1, cache)
     assert changed[0] is not first[0]
     assert changed[0] == report.compute(events, periods[0].start, periods[0].end, 1)
     (pgn,) = [
