@@ -97,13 +97,22 @@ async def _team(
     return team
 
 
+#: Settings the session's ``web`` fixture adds (e.g. ``audit_witnesses`` for a dashboard test).
+EXTRA_SETTINGS: dict[str, Any] = {}
+
+
 @asynccontextmanager
 async def serve_web(
-    env: WorkflowEnvironment, runtime: Runtime, session_tmp: Path, tmp_path: Path
+    env: WorkflowEnvironment,
+    runtime: Runtime,
+    session_tmp: Path,
+    tmp_path: Path,
+    **overrides: Any,
 ) -> AsyncIterator[WebApp]:
     worker, queue = worker_on_new_queue(env.client, runtime)
     port = free_port()
     settings = Settings(
+        **overrides,
         web_quick_exit_url=f"http://127.0.0.1:{port}/healthz",  # a neutral page, offline
         data_dir=tmp_path,
         keys_dir=session_tmp,

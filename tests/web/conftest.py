@@ -19,7 +19,13 @@ from playwright.async_api import Browser, async_playwright
 from temporalio.testing import WorkflowEnvironment
 
 from eri.runtime import Runtime
-from tests.web.browser_support import CHROMIUM, CHROMIUM_ARGS, WebApp, serve_web
+from tests.web.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXTRA_SETTINGS,
+    WebApp,
+    serve_web,
+)
 
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 
@@ -31,7 +37,8 @@ async def web(
     session_tmp: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[WebApp]:
-    async with serve_web(temporal_env, runtime, session_tmp, tmp_path_factory.mktemp("web")) as w:
+    tmp = tmp_path_factory.mktemp("web")
+    async with serve_web(temporal_env, runtime, session_tmp, tmp, **EXTRA_SETTINGS) as w:
         yield w
 
 

@@ -9,6 +9,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from playwright.async_api import Browser, Page
 from sqlalchemy import func, select, update
 
@@ -317,3 +318,59 @@ async def test_quick_exit_ends_the_session_and_leaves_no_way_back(
     response = await page.goto(f"{web.base_url}/web/cases/{case_id}")
     assert response is not None and "/web/signin" in page.url
     await page.context.close()
+
+
+async def _signed_in_client(web: WebApp, team: str, member: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=web.base_url, timeout=30)
+    page = await client.get("/web/signin")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert csrf
+    form = {"csrf": csrf.group(1), "name": web.login(team, member), "password": PASSWORD}
+    assert (await client.post("/web/signin", data=form)).status_code == 303
+    return client
+
+
+async def test_every_page_and_action_is_authorized(web: WebApp) -> None:
+    """Signed out: pages redirect to the sign-in, actions are refused. The wrong role: 403 on
+    every page and action, recorded, and nothing changes."""
+    case_id, task_id = await _new_detection_task(web)
+    pages = [
+        "/web/inbox",
+        f"/web/tasks/{task_id}",
+        f"/web/cases/{case_id}",
+        "/web/cases/new",
+        "/web/cases/new/gt-eri",
+    ]
+    actions = [f"/web/tasks/{task_id}/{a}" for a in ("claim", "unclaim", "draft", "complete")]
+    actions.append("/web/cases/new/gt-eri")
+    async with httpx.AsyncClient(base_url=web.base_url) as anonymous:
+        for path in pages:
+            r = await anonymous.get(path)
+            assert r.status_code == 303 and r.headers["location"].startswith("/web/signin"), path
+        for path in actions:
+            r = await anonymous.post(path, data={"idem": "web-anonymous-1", "csrf": "x"})
+            assert r.status_code == 403, path
+    committee = await _signed_in_client(web, "gt-eri", "comite.cit")
+    try:
+        denied = await committee.get("/web/inbox")
+        assert denied.status_code == 403
+        csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', denied.text)
+        assert csrf, "the denied page still lets the user sign out"
+        user = await users.get(web.services.sessions, web.login("gt-eri", "comite.cit"))
+        before = await _ledger_count(web, "access.denied", actor_id=user.user_id)
+        for path in pages[1:]:
+            assert (await committee.get(path)).status_code == 403, path
+        for n, path in enumerate(actions):
+            form = {
+                "csrf": csrf.group(1),
+                "idem": f"web-committee-{n}-{task_id[-6:]}",
+                "revision": "1",
+                "action": "complete",
+            }
+            r = await committee.post(path, data=form)
+            assert r.status_code == 403, path
+            assert "Su rol no da acceso" in r.text
+        assert await _ledger_count(web, "access.denied", actor_id=user.user_id) == before + 9
+        assert (await _task(web, task_id)).assignee is None
+    finally:
+        await committee.aclose()
