@@ -6,14 +6,13 @@ coordinators, and the wrong roles are refused (and recorded)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,7 @@ from tests.api.casework_support import GT_ADULT, add_member
 from tests.audit.conftest import WITNESS
 from tests.test_leak_canary import planted_person
 from tests.web.browser_support import (
+    EXTRA_SETTINGS,
     PASSWORD,
     SCREENSHOTS,
     Recorder,
@@ -53,6 +53,9 @@ from tests.web.browser_support import (
     shot,
     sign_in,
 )
+
+#: The shared web server knows the committee's witness (ERI_AUDIT_WITNESSES).
+EXTRA_SETTINGS.setdefault("audit_witnesses", [WITNESS.verifier.encode()])
 
 K = 11
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
@@ -418,108 +421,96 @@ async def _seed_compliance(web: WebApp, now: datetime) -> None:
                     )
 
 
-@contextlib.contextmanager
-def witnesses_configured(web: WebApp) -> Iterator[Settings]:
-    """The shared server with ``ERI_AUDIT_WITNESSES`` naming the committee's witness key."""
-    original = web.services.settings
-    web.services.settings = original.model_copy(
-        update={"audit_witnesses": [WITNESS.verifier.encode()]}
-    )
-    try:
-        yield web.services.settings
-    finally:
-        web.services.settings = original
-
-
 async def test_a_committee_member_walks_the_dashboard_on_a_phone(
     web: WebApp, browser: Browser, temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     planted = planted_person()
     await _seed_live_case(web, planted)
     await _seed_compliance(web, datetime.now(UTC))
-    with witnesses_configured(web) as settings:
-        result = await checkpoint_now(temporal_env.client, settings, uuid.uuid4().hex[:12])
-        latest = await log.latest(web.services.sessions)
-        assert latest is not None and latest.size >= result.size
-        parsed = note.Note.parse(latest.note)
-        line = note.cosign(parsed, WITNESS, int(datetime.now(UTC).timestamp()))
-        await log.add_cosignatures(
-            web.services.sessions, settings, parsed.with_signature(line).render()
-        )
+    settings = web.settings
+    assert WITNESS.verifier.encode() in settings.audit_witnesses  # EXTRA_SETTINGS, above
+    result = await checkpoint_now(temporal_env.client, settings, uuid.uuid4().hex[:12])
+    latest = await log.latest(web.services.sessions)
+    assert latest is not None and latest.size >= result.size
+    parsed = note.Note.parse(latest.note)
+    line = note.cosign(parsed, WITNESS, int(datetime.now(UTC).timestamp()))
+    await log.add_cosignatures(
+        web.services.sessions, settings, parsed.with_signature(line).render()
+    )
 
-        recorder = Recorder()
-        page = await sign_in(web, browser, "gt-eri", "comite.cit", recorder=recorder)
-        await settled(page, re.compile(r".*/web/dashboard$"))  # the committee's home
-        assert await recorder.title(page) == "Panel de seguimiento · ERI"
-        await shot(page, "committee-dashboard", full=False)
+    recorder = Recorder()
+    page = await sign_in(web, browser, "gt-eri", "comite.cit", recorder=recorder)
+    await settled(page, re.compile(r".*/web/dashboard$"))  # the committee's home
+    assert await recorder.title(page) == "Panel de seguimiento · ERI"
+    await shot(page, "committee-dashboard", full=False)
 
-        await page.select_option("#protocol", "gt-eri")
-        await page.select_option("#months", "3")
-        await page.click("form.filters button[type=submit]")
-        await settled(page, re.compile(r".*/web/dashboard\?protocol=gt-eri&months=3$"))
-        await recorder.title(page)
-        panels = page.locator("section.panel")
-        assert await panels.count() == 1
-        await page.click("section.panel details summary")
-        figures = page.locator("table.series")
-        await figures.wait_for()
-        # the page's figures are the committee report's, month by month
-        now = datetime.now(UTC)
-        periods = dashboard.months(now, 3)
-        for index, period in enumerate(periods[1:], start=1):
-            published = {
-                r["institution"]: r
-                for r in (
-                    await report.compliance(
-                        web.services.sessions, period.start, period.end, settings.audit_k
-                    )
-                )["tasks"]
-                if r["protocol_id"] == "gt-eri" and r["step_id"] == ALL
-            }
-            for code, label in (("SBS", "SBS"), ("IGM", "IGM"), ("MINEX", "MINEX"), ("PDH", "PDH")):
-                row = published[code]
-                cell = figures.locator(f"tr:has(th:text-is('{label}')) td").nth(index)
-                text = await cell.inner_text()
-                if "tasks_completed" in row["suppressed"]:
-                    assert text == "suprimido", (code, period.label, text)
-                else:
-                    share = row["within_deadline_share"]
-                    assert text.startswith(f"{share * 100:.0f}"), (code, period.label, text)
-        await panels.screenshot(path=str(SCREENSHOTS / "committee-compliance.png"))
+    await page.select_option("#protocol", "gt-eri")
+    await page.select_option("#months", "3")
+    await page.click("form.filters button[type=submit]")
+    await settled(page, re.compile(r".*/web/dashboard\?protocol=gt-eri&months=3$"))
+    await recorder.title(page)
+    panels = page.locator("section.panel")
+    assert await panels.count() == 1
+    await page.click("section.panel details summary")
+    figures = page.locator("table.series")
+    await figures.wait_for()
+    # the page's figures are the committee report's, month by month
+    now = datetime.now(UTC)
+    periods = dashboard.months(now, 3)
+    for index, period in enumerate(periods[1:], start=1):
+        published = {
+            r["institution"]: r
+            for r in (
+                await report.compliance(
+                    web.services.sessions, period.start, period.end, settings.audit_k
+                )
+            )["tasks"]
+            if r["protocol_id"] == "gt-eri" and r["step_id"] == ALL
+        }
+        for code, label in (("SBS", "SBS"), ("IGM", "IGM"), ("MINEX", "MINEX"), ("PDH", "PDH")):
+            row = published[code]
+            cell = figures.locator(f"tr:has(th:text-is('{label}')) td").nth(index)
+            text = await cell.inner_text()
+            if "tasks_completed" in row["suppressed"]:
+                assert text == "suprimido", (code, period.label, text)
+            else:
+                share = row["within_deadline_share"]
+                assert text.startswith(f"{share * 100:.0f}"), (code, period.label, text)
+    await panels.screenshot(path=str(SCREENSHOTS / "committee-compliance.png"))
 
-        checkpoint = page.locator("section.checkpoint")
-        assert "cit.gt/comite-1: cofirmó" in await checkpoint.inner_text()
-        await checkpoint.screenshot(path=str(SCREENSHOTS / "committee-checkpoint.png"))
-        # The offline check, exactly as the page tells it: download both files, run the
-        # commands shown (the verifier; it reads files and keys only).
-        async with page.expect_download() as got:
-            await page.click("a[href='/web/dashboard/checkpoint.txt']")
-        saved = tmp_path / dashboard.CHECKPOINT_FILE
-        await (await got.value).save_as(saved)
-        assert saved.read_text() == (await log.latest(web.services.sessions)).note  # type: ignore[union-attr]
-        async with page.expect_download() as got:
-            await page.click("a[href='/web/dashboard/audit-export.jsonl']")
-        await (await got.value).save_as(tmp_path / dashboard.EXPORT_FILE)
-        commands = await checkpoint.locator("ol.commands pre").all_inner_texts()
-        verify = commands[1].removeprefix("$ ").strip()
-        assert verify.startswith("eri audit verify eri-audit-export.jsonl --key ")
-        done = subprocess.run(  # noqa: ASYNC221 (a short offline check)
-            [str(Path(sys.executable).with_name("eri")), *shlex.split(verify)[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.startswith("OK: ") and "cosignatures" in done.stdout
+    checkpoint = page.locator("section.checkpoint")
+    assert "cit.gt/comite-1: cofirmó" in await checkpoint.inner_text()
+    await checkpoint.screenshot(path=str(SCREENSHOTS / "committee-checkpoint.png"))
+    # The offline check, exactly as the page tells it: download both files, run the
+    # commands shown (the verifier; it reads files and keys only).
+    async with page.expect_download() as got:
+        await page.click("a[href='/web/dashboard/checkpoint.txt']")
+    saved = tmp_path / dashboard.CHECKPOINT_FILE
+    await (await got.value).save_as(saved)
+    assert saved.read_text() == (await log.latest(web.services.sessions)).note  # type: ignore[union-attr]
+    async with page.expect_download() as got:
+        await page.click("a[href='/web/dashboard/audit-export.jsonl']")
+    await (await got.value).save_as(tmp_path / dashboard.EXPORT_FILE)
+    commands = await checkpoint.locator("ol.commands pre").all_inner_texts()
+    verify = commands[1].removeprefix("$ ").strip()
+    assert verify.startswith("eri audit verify eri-audit-export.jsonl --key ")
+    done = subprocess.run(  # noqa: ASYNC221 (a short offline check)
+        [str(Path(sys.executable).with_name("eri")), *shlex.split(verify)[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("OK: ") and "cosignatures" in done.stdout
 
-        # English, then no victim data anywhere the committee member's browser went
-        await page.click("a.lang")
-        await settled(page, re.compile(r".*/web/dashboard.*"))
-        assert await recorder.title(page) == "Dashboard · ERI"
-        await recorder.settle()
-        await page.context.close()
+    # English, then no victim data anywhere the committee member's browser went
+    await page.click("a.lang")
+    await settled(page, re.compile(r".*/web/dashboard.*"))
+    assert await recorder.title(page) == "Dashboard · ERI"
+    await recorder.settle()
+    await page.context.close()
     scanner = LeakScanner(planted)
     assert scanner.scan_texts(recorder.urls, "urls") == []
     assert scanner.scan_texts(recorder.titles, "titles") == []
