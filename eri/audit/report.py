@@ -351,8 +351,20 @@ def compliance_svg(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-#: Okabe-Ito: told apart with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+#: Okabe-Ito (without its yellow and black: too faint, and the total's), then Paul Tol's muted
+#: colours: ten lines told apart with the common colour-vision deficiencies.
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#882255",
+    "#117733",
+    "#332288",
+    "#999933",
+)
 Series = tuple[str, Sequence[float | None]]
 
 
