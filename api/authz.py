@@ -117,3 +117,29 @@ def casework_denied_message() -> tuple[str, str]:
         "Su rol no da acceso a casos ni tareas.",
         "Your role gives no access to cases or tasks.",
     )
+
+
+# --- the dashboard (counts, compliance, checkpoints; never victim data) ----------------------
+#
+# - committee: every protocol, every count suppressed below k (as the committee API);
+# - coordinator: the protocols their institution belongs to; the live counts unsuppressed
+#   (they see those cases and tasks anyway), the compliance report suppressed like everyone's.
+
+#: Roles that may open the dashboard.
+DASHBOARD_ROLES = frozenset({Role.COMMITTEE, Role.COORDINATOR})
+
+
+def may_see_dashboard(principal: Principal) -> bool:
+    return principal.role in DASHBOARD_ROLES
+
+
+def dashboard_protocol(principal: Principal, institutions: frozenset[str]) -> bool:
+    """Whether the dashboard shows this protocol (its institutions given) to the principal."""
+    if principal.role is Role.COMMITTEE:
+        return True
+    return principal.role is Role.COORDINATOR and protocol_member(principal, institutions)
+
+
+def dashboard_counts_suppressed(principal: Principal) -> bool:
+    """Live counts of open cases and tasks are suppressed below k for all but coordinators."""
+    return principal.role is not Role.COORDINATOR

@@ -309,7 +309,7 @@ async def peer_notice(handoff_id: str, request: Request, services: ServicesDep) 
 # --- recipient side: the inbox -------------------------------------------------------------
 
 
-def _inbox_view(row: HandoffInbox) -> dict[str, Any]:
+def inbox_view(row: HandoffInbox) -> dict[str, Any]:
     return {
         "handoff_id": row.handoff_id,
         "status": row.status,
@@ -324,7 +324,7 @@ def _inbox_view(row: HandoffInbox) -> dict[str, Any]:
     }
 
 
-async def _inbox_row(services: Services, principal: Principal, handoff_id: str) -> HandoffInbox:
+async def inbox_entry(services: Services, principal: Principal, handoff_id: str) -> HandoffInbox:
     try:
         row = await service.inbox_row(services.sessions, handoff_id)
     except HandoffError:
@@ -341,8 +341,9 @@ async def _sender_case(services: Services, handoff_id: str) -> str | None:
     return row.case_id if row is not None else None
 
 
-@router.get("/v1/handoffs/inbox", summary="Packages handed to my institution")
-async def inbox(principal: Authenticated, services: ServicesDep) -> JSONResponse:
+async def inbox_items(services: Services, principal: Principal) -> list[dict[str, Any]]:
+    """The packages addressed to the principal's institution, newest first (the JSON inbox
+    and the prosecutor's page)."""
     if not allowed(principal, "inbox"):
         raise await authz.deny(services.sessions, principal, what="handoff.inbox")
     async with services.sessions() as session:
@@ -353,13 +354,17 @@ async def inbox(principal: Authenticated, services: ServicesDep) -> JSONResponse
                 .order_by(HandoffInbox.received_at.desc())
             )
         ).scalars()
-        items = [_inbox_view(r) for r in rows]
-    return JSONResponse({"items": items})
+        return [inbox_view(r) for r in rows]
+
+
+@router.get("/v1/handoffs/inbox", summary="Packages handed to my institution")
+async def inbox(principal: Authenticated, services: ServicesDep) -> JSONResponse:
+    return JSONResponse({"items": await inbox_items(services, principal)})
 
 
 @router.get("/v1/handoffs/inbox/{handoff_id}/package", summary="Download a package")
 async def download(handoff_id: str, principal: Authenticated, services: ServicesDep) -> Response:
-    row = await _inbox_row(services, principal, handoff_id)
+    row = await inbox_entry(services, principal, handoff_id)
     if row.status == "recalled":
         raise Problem(
             410, "gone", ("El remitente retiró este paquete.", "The sender recalled this package.")
@@ -409,16 +414,16 @@ async def acknowledge(
     raw = await _body(request, MAX_NOTICE)
 
     async def go(update_id: str) -> Answer:
-        return await _acknowledge(handoff_id, raw, principal, services)
+        return await acknowledge_notice(handoff_id, raw, principal, services)
 
     payload = {"notice_sha256": hashlib.sha256(raw).hexdigest()}
     return await run_once(services.sessions, principal, request, payload, go)
 
 
-async def _acknowledge(
+async def acknowledge_notice(
     handoff_id: str, raw: bytes, principal: Principal, services: Services
 ) -> Answer:
-    row = await _inbox_row(services, principal, handoff_id)
+    row = await inbox_entry(services, principal, handoff_id)
     _answerable(row)
     trusted = await service.trusted_keys(services.sessions, principal.institution)
     try:
@@ -458,15 +463,15 @@ async def reject(
     recipient's behalf; the bearer token says who decided."""
 
     async def go(update_id: str) -> Answer:
-        return await _reject(handoff_id, body, principal, services)
+        return await reject_package(handoff_id, body, principal, services)
 
     return await run_once(services.sessions, principal, request, body.model_dump(), go)
 
 
-async def _reject(
+async def reject_package(
     handoff_id: str, body: Rejection, principal: Principal, services: Services
 ) -> Answer:
-    row = await _inbox_row(services, principal, handoff_id)
+    row = await inbox_entry(services, principal, handoff_id)
     _answerable(row)
     verified = verify_package(row.package)
     raw = make_ack(
@@ -646,7 +651,7 @@ async def import_case(
 async def _import(
     handoff_id: str, body: Import, principal: Principal, services: Services
 ) -> Answer:
-    row = await _inbox_row(services, principal, handoff_id)
+    row = await inbox_entry(services, principal, handoff_id)
     if not allowed(principal, "import", institution=row.recipient_institution):
         raise await authz.deny(services.sessions, principal, what="handoff.import")
     _answerable(row)

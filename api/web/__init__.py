@@ -40,11 +40,13 @@ def _error_page(
 
 def install(app: FastAPI) -> None:
     """Mount the static files and the page routers; make errors under /web pages."""
-    from api.web import responders, signin
+    from api.web import committee, prosecutor, responders, signin
 
     app.mount(PREFIX + "/static", StaticFiles(directory=render.STATIC), name="web-static")
     app.include_router(signin.router)
     app.include_router(responders.router)
+    app.include_router(committee.router)
+    app.include_router(prosecutor.router)
 
     json_problem = cast(Handler, app.exception_handlers[Problem])
     json_http = cast(Handler, app.exception_handlers[StarletteHTTPException])

@@ -199,13 +199,15 @@ def compute(events: Iterable[Event], start: datetime, end: datetime, k: int) -> 
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "k": k,
-        "cases": _case_rows(dict(cases), k),
+        "cases": case_rows(dict(cases), k),
         "tasks": _task_rows(tasks, escalations, k),
     }
 
 
-def _count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[str, Any]]:
-    """Every cell and margin of each count measure, suppressed (``None``) where it must be."""
+def count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[str, Any]]:
+    """Every cell and margin of each count measure, suppressed (``None``) where it must be.
+
+    Public for other tables of counts keyed like the report's (the dashboard's live counts)."""
     keys = {key for values in measures.values() for key in values}
     groups = groups_for(keys)
     table: dict[Key, dict[str, Any]] = {}
@@ -220,10 +222,10 @@ def _count_table(measures: dict[str, dict[Key, int]], k: int) -> dict[Key, dict[
     return table
 
 
-def _case_rows(cases: dict[Key, int], k: int) -> list[dict[str, Any]]:
+def case_rows(cases: dict[Key, int], k: int) -> list[dict[str, Any]]:
     """Cases have no step: a cell ``(p, case.opened, i)`` and its margin ``(p, *, i)`` are the
     same number, so each is shown only where both are publishable (hiding more never reveals)."""
-    table = _count_table({"cases_opened": cases}, k)
+    table = count_table({"cases_opened": cases}, k)
     rows = []
     for (p, s, i), row in sorted(table.items(), key=_order):
         if s == ALL and p != ALL:
@@ -272,7 +274,7 @@ def _task_rows(
     measures: dict[str, dict[Key, int]] = {"tasks_completed": {k_: tasks[k_].count for k_ in tasks}}
     for rung in sorted(escalations):
         measures[f"escalations_rung_{rung}"] = dict(escalations[rung])
-    table = _count_table(
+    table = count_table(
         {name: {key: v.get(key, 0) for key in keys} for name, v in measures.items()}, k
     )
     rows: list[dict[str, Any]] = [
@@ -344,6 +346,100 @@ def compliance_svg(report: dict[str, Any]) -> str:
             f'fill="{"#2e7d32" if share >= 0.9 else "#f9a825" if share >= 0.7 else "#c62828"}"/>'
             f'<text x="{bar_x + bar_w + 8}" y="{y + 15}">{share * 100:.1f}% '
             f"(n={row['tasks_completed']})</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+#: Okabe-Ito (without its yellow and black: too faint, and the total's), then Paul Tol's muted
+#: colours: ten lines told apart with the common colour-vision deficiencies.
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#882255",
+    "#117733",
+    "#332288",
+    "#999933",
+)
+Series = tuple[str, Sequence[float | None]]
+
+
+def compliance_series_svg(
+    periods: Sequence[str], lines: Sequence[Series], total: Series | None, title: str
+) -> str:
+    """A line chart of the share completed within the deadline over consecutive periods: one
+    line per institution, the total dashed. ``None`` (suppressed, or nothing with a deadline)
+    is a gap, never a drawn point: pass only shares a report published. Sized for a phone
+    (360 wide); it scales."""
+    width, left, right, top, plot_h = 360, 34, 22, 10, 150
+    span = width - left - right
+    legend_y = top + plot_h + 40
+    height = legend_y + 20 * max(1, math.ceil((len(lines) + bool(total)) / 3))
+    every = max(1, math.ceil(len(periods) / 6))  # at most 6 period labels
+
+    def x(i: int) -> float:
+        return round(left + (span * i / (len(periods) - 1) if len(periods) > 1 else span / 2), 1)
+
+    def y(share: float) -> float:
+        return round(top + plot_h * (1 - share), 1)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for level in (0.0, 0.5, 0.9, 1.0):
+        dashed = ' stroke-dasharray="3 3"' if level == 0.9 else ""  # the 90 % line
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(level)}" y2="{y(level)}" '
+            f'stroke="#ccc"{dashed}/>'
+            f'<text x="{left - 4}" y="{y(level) + 4}" text-anchor="end" fill="#555">'
+            f"{level * 100:.0f}%</text>"
+        )
+    for i, period in enumerate(periods):
+        if i % every == 0 or i == len(periods) - 1:
+            parts.append(
+                f'<text x="{x(i)}" y="{top + plot_h + 16}" text-anchor="middle" fill="#555">'
+                f"{escape(period)}</text>"
+            )
+    styled = [(total[0], total[1], "#333", ' stroke-dasharray="5 3"')] if total else []
+    styled += [(n, s, PALETTE[i % len(PALETTE)], "") for i, (n, s) in enumerate(lines)]
+    for name, shares, colour, dash in styled:  # the total first, under the others
+        run: list[str] = []
+        for i, share in enumerate([*shares, None]):
+            if share is not None:
+                run.append(f"{x(i)},{y(share)}")
+                continue
+            if len(run) > 1:
+                parts.append(
+                    f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                    f'stroke-width="2"{dash}/>'
+                )
+            run = []
+        for i, share in enumerate(shares):
+            if share is not None:
+                parts.append(
+                    f'<circle cx="{x(i)}" cy="{y(share)}" r="3.5" fill="{colour}">'
+                    f"<title>{escape(name)} {escape(periods[i])}: {share * 100:.1f}%</title>"
+                    "</circle>"
+                )
+    for i, share in enumerate(total[1] if total else []):  # the total's points: rings on top
+        if share is not None:
+            parts.append(
+                f'<circle cx="{x(i)}" cy="{y(share)}" r="5.5" fill="none" stroke="#333" '
+                'stroke-width="1.5"/>'
+            )
+    legend = [(n, PALETTE[i % len(PALETTE)]) for i, (n, _) in enumerate(lines)]
+    legend += [(total[0], "#333")] if total else []
+    for n, (name, colour) in enumerate(legend):
+        lx, ly = 8 + (n % 3) * 118, legend_y + 20 * (n // 3)
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{lx + 17}" y="{ly}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
