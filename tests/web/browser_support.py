@@ -10,7 +10,9 @@ the pages only.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,7 +43,12 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 360, "height": 740}
 PASSWORD = "contraseña sintética 1"  # synthetic test users only
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: Where the walks save their screenshots: a temporary folder, so a test run leaves the work tree
+#: as it was; `ERI_SCREENSHOTS=docs/screenshots .venv/bin/pytest tests/web` refreshes the
+#: README's pictures.
+SCREENSHOTS = Path(
+    os.environ.get("ERI_SCREENSHOTS") or Path(tempfile.gettempdir()) / "eri-screenshots"
+).resolve()
 
 #: The response team of a Honduran case (user, ERI role, institution, protocol groups).
 HN_TEAM = [

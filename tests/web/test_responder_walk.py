@@ -1,9 +1,9 @@
 """A response team walks a whole case of each protocol through the pages, on a 360 px phone.
 
 Guatemala runs with JavaScript (htmx boosts links and forms); Honduras with JavaScript off
-(plain forms and redirects). Every page is screenshotted into docs/screenshots/. The walk plants
-a synthetic person (eri.canary) in the intake and in every free-text answer, and checks that no
-URL, page title, cacheable response or browser storage ever holds it.
+(plain forms and redirects). Every page is screenshotted (see browser_support.SCREENSHOTS).
+The walk plants a synthetic person (eri.canary) in the intake and in every free-text answer,
+and checks that no URL, page title, cacheable response or browser storage ever holds it.
 """
 
 from __future__ import annotations
