@@ -21,8 +21,11 @@ protocols, and the grand total (``*`` marks a margin). A count in ``1..k-1`` is 
 least two and sum to at least ``k``; otherwise the smallest published non-zero member is
 suppressed as well (complementary suppression), or the total itself when none is left; this
 repeats until nothing changes. So no suppressed count can be recovered, or narrowed below
-``k``, by subtracting published cells from a published total. Medians, percentiles and shares
-are published only where the task count they describe is.
+``k``, by subtracting published cells from a published total. Medians and percentiles are
+published only where the task count they describe is. A share within the deadline would give
+away its late (or on-time) count, times the published judged count: the on-time and late counts
+are therefore cells of their own (``tasks_on_time``, ``tasks_late``, suppressed like every
+count), and the share is published only where both of them are.
 """
 
 from __future__ import annotations
@@ -271,7 +274,11 @@ def _task_rows(
             agg.durations.extend(cell.durations)
             agg.on_time += cell.on_time
             agg.late += cell.late
-    measures: dict[str, dict[Key, int]] = {"tasks_completed": {k_: tasks[k_].count for k_ in tasks}}
+    measures: dict[str, dict[Key, int]] = {
+        "tasks_completed": {k_: tasks[k_].count for k_ in tasks},
+        "tasks_on_time": {k_: tasks[k_].on_time for k_ in tasks},
+        "tasks_late": {k_: tasks[k_].late for k_ in tasks},
+    }
     for rung in sorted(escalations):
         measures[f"escalations_rung_{rung}"] = dict(escalations[rung])
     table = count_table(
@@ -291,7 +298,11 @@ def _task_rows(
         )
         row["p90_hours"] = _hours(cell.durations, 0.9) if cell.durations else None
         judged = cell.on_time + cell.late
-        row["within_deadline_share"] = round(cell.on_time / judged, 4) if judged else None
+        if {"tasks_on_time", "tasks_late"} & set(row["suppressed"]):
+            row["within_deadline_share"] = None
+            row["suppressed"] = [*row["suppressed"], "within_deadline_share"]
+        else:
+            row["within_deadline_share"] = round(cell.on_time / judged, 4) if judged else None
     return rows
 
 

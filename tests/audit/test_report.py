@@ -65,12 +65,32 @@ def test_a_cell_of_k_minus_1_is_suppressed_and_a_cell_of_k_is_shown() -> None:
     svet, pgn = row(tasks, "activation", "SVET"), row(tasks, "activation", "PGN")
     assert svet["tasks_completed"] is None and svet["median_hours"] is None
     assert "tasks_completed" in svet["suppressed"]
-    assert pgn["tasks_completed"] == K and pgn["suppressed"] == []
-    assert pgn["within_deadline_share"] == round((K - 2) / K, 4)
+    assert pgn["tasks_completed"] == K and "tasks_completed" not in pgn["suppressed"]
+    # 2 late of 11: a share would give the 2 away (share x 11), so it is withheld
+    assert pgn["within_deadline_share"] is None and pgn["tasks_late"] is None
+    assert "within_deadline_share" in pgn["suppressed"]
     assert pgn["median_hours"] == 6.0 and pgn["p90_hours"] == 10.0  # 1..11 hours
     assert row(tasks, "activation", ALL)["tasks_completed"] == 2 * K
     cases = {(r["protocol_id"], r["institution"]): r["cases_opened"] for r in result["cases"]}
     assert cases[("gt-eri", "SVET")] is None and cases[("gt-eri", "PGN")] == K
+
+
+def test_a_share_within_deadline_never_gives_away_a_count_below_k() -> None:
+    events = (
+        completed_tasks("SVET", K, late=2)
+        + completed_tasks("PGN", 2 * K, late=K)
+        + completed_tasks("PNC", 4 * K, late=K + 1)
+    )
+    tasks = report.compute(events, START, END, K)["tasks"]
+    svet, pnc = row(tasks, "activation", "SVET"), row(tasks, "activation", "PNC")
+    assert svet["tasks_completed"] == K and svet["within_deadline_share"] is None
+    assert pnc["within_deadline_share"] == round((3 * K - 1) / (4 * K), 4)
+    shown = [r for r in tasks if r["within_deadline_share"] is not None]
+    assert shown  # the test would pass vacuously otherwise
+    for r in shown:
+        assert r["tasks_on_time"] is not None and r["tasks_late"] is not None
+        for count in (r["tasks_on_time"], r["tasks_late"]):
+            assert count == 0 or count >= K, r
 
 
 def test_a_lone_suppressed_cell_takes_a_complement_so_totals_do_not_reveal_it() -> None:
