@@ -325,6 +325,23 @@ async def open_case_on_page(
     return match.group(1)
 
 
+async def find_in_inbox(page: Page, task_id: str, pages: int = 40) -> None:
+    """Page through the inbox ("more" links) until the task's link shows, as a person would:
+    the session's database holds the open tasks of every test, 25 to a page."""
+    link = page.locator(f"a[href='/web/tasks/{task_id}']")
+    for _ in range(pages):
+        if await link.count():
+            return
+        more = page.locator("a[href*='groups_cursor=']")  # an unclaimed task: my groups'
+        if not await more.count():
+            more = page.locator("a[href*='mine_cursor=']")
+        if not await more.count():
+            break
+        await more.first.click()
+        await page.wait_for_load_state("load")
+    raise AssertionError(f"{task_id} is on no page of the inbox")
+
+
 async def do_task_on_page(
     page: Page,
     web: WebApp,
@@ -336,6 +353,7 @@ async def do_task_on_page(
     await page.goto(web.base_url + "/web/inbox")
     if screenshots:
         await shot(page, f"{screenshots}-inbox")
+    await find_in_inbox(page, task_id)
     await page.click(f"a[href='/web/tasks/{task_id}']")
     await settled(page, re.compile(f".*/web/tasks/{re.escape(task_id)}$"))
     if screenshots:
