@@ -52,6 +52,10 @@ EXPORT_FILE = "eri-audit-export.jsonl"
 #: Who may download the full audit export (as the committee API's entries route).
 EXPORT_ROLES = frozenset({Role.COMMITTEE, Role.ADMIN})
 
+#: A month's share is withheld when its task count is, or when its on-time or late count is
+#: (the report then suppresses the share itself).
+SHARE_HIDDEN = frozenset({"tasks_completed", "within_deadline_share"})
+
 
 @dataclass(frozen=True)
 class Period:
@@ -362,7 +366,7 @@ def _panel(
                 label(code),
                 [c["within_deadline_share"] if c else None for c in cells],
                 [c["tasks_completed"] if c else 0 for c in cells],
-                [bool(c and "tasks_completed" in c["suppressed"]) for c in cells],
+                [bool(c and SHARE_HIDDEN & set(c["suppressed"])) for c in cells],
             )
         )
     chart_title = (

@@ -214,15 +214,19 @@ async def test_monthly_figures_are_the_committee_reports(api: Api) -> None:
         for line in gt.compliance:
             row = published.get(line.institution)
             assert line.shares[index] == (row["within_deadline_share"] if row else None)
-            assert line.suppressed[index] == bool(row and "tasks_completed" in row["suppressed"])
+            assert line.suppressed[index] == bool(
+                row and {"tasks_completed", "within_deadline_share"} & set(row["suppressed"])
+            )
     pgn, svet, mp = (_line(gt, code) for code in ("PGN", "SVET", "MP"))
-    assert pgn.shares == [None, 1.0, round(9 / 11, 4)]
+    # March: 2 of PGN's 11 were late; the share (x 11) would give the 2 away, so it is withheld
+    assert pgn.shares == [None, 1.0, None] and pgn.suppressed[2]
     assert pgn.tasks == [0, K + 1, K]
     assert svet.suppressed[2] and mp.suppressed[2]
     assert svet.shares[2] is None and svet.tasks[2] is None and mp.shares[2] is None
-    # the chart draws only what is published: PGN's two points, no SVET or MP point
-    assert gt.series_svg.count("<circle") == 2 + 2 * 2  # PGN, and the total (dot and ring)
-    assert "SVET 2026-03" not in gt.series_svg and "PGN 2026-03: 81.8%" in gt.series_svg
+    # the chart draws only what is published: PGN's February point and the total's (dot and
+    # ring); no March point (2 late in all: below k), no SVET or MP point
+    assert gt.series_svg.count("<circle") == 1 + 1 * 2
+    assert "SVET 2026-03" not in gt.series_svg and "PGN 2026-03" not in gt.series_svg
 
 
 async def test_live_counts_suppressed_for_committees_not_coordinators(api: Api) -> None:
@@ -471,7 +475,7 @@ async def test_a_committee_member_walks_the_dashboard_on_a_phone(
             row = published[code]
             cell = figures.locator(f"tr:has(th:text-is('{label}')) td").nth(index)
             text = await cell.inner_text()
-            if "tasks_completed" in row["suppressed"]:
+            if {"tasks_completed", "within_deadline_share"} & set(row["suppressed"]):
                 assert text == "suprimido", (code, period.label, text)
             else:
                 share = row["within_deadline_share"]
