@@ -6,17 +6,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.routing import APIRoute
 
 from api import casework
-from api.app import create_app
-from api.deps import Services
 from api.routes import audit as audit_routes
 from eri import ledger
 from eri.audit import log, merkle, note
@@ -27,7 +23,7 @@ from eri.ledger import Action, Outcome, Record
 from eri.settings import Settings
 from eri.vault import Vault
 from protocols.lock import content_hash
-from tests.audit.conftest import T0, WITNESS
+from tests.audit.conftest import T0, WITNESS, Api, audit_api
 
 K = 11
 CASE = "case_apiaudit0001"
@@ -38,28 +34,10 @@ PLANTED = {
 }
 
 
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    settings: Settings
-    services: Services
-
-
 @pytest.fixture
 async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(
-        data_dir=tmp_path,
-        keys_dir=tmp_path / "keys",
-        database_url=database_url,
-        audit_origin="eri.test/audit",
-        audit_witnesses=[WITNESS.verifier.encode()],
-        audit_k=K,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as client:
-            yield Api(client, settings, app.state.services)
+    async with audit_api(database_url, tmp_path, K) as a:
+        yield a
 
 
 def bearer(settings: Settings, role: Role, institution: str = "CIT") -> dict[str, str]:

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from playwright.async_api import Browser
 from temporalio.testing import WorkflowEnvironment
 
 from api import casework, dashboard
-from api.app import create_app
-from api.deps import Services
 from api.problems import Problem
 from eri import ledger, users
 from eri.audit import log, note, report
@@ -37,11 +34,10 @@ from eri.auth import Principal, Role, mint
 from eri.canary import LeakScanner
 from eri.db.models import CaseRow, TaskRow
 from eri.ledger import Action, Record
-from eri.settings import Settings
 from eri.vault import Vault
 from protocols.lock import content_hash
 from tests.api.casework_support import GT_ADULT, add_member
-from tests.audit.conftest import WITNESS
+from tests.audit.conftest import WITNESS, Api, audit_api
 from tests.test_leak_canary import planted_person
 from tests.web.browser_support import (
     EXTRA_SETTINGS,
@@ -67,28 +63,10 @@ SVET = Principal("usr_coor0001", Role.COORDINATOR, "SVET")
 PROSECUTOR = Principal("usr_fisc0001", Role.PROSECUTOR, "MP-FETP")
 
 
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    settings: Settings
-    services: Services
-
-
 @pytest.fixture
 async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(
-        data_dir=tmp_path,
-        keys_dir=tmp_path / "keys",
-        database_url=database_url,
-        audit_origin="eri.test/audit",
-        audit_witnesses=[WITNESS.verifier.encode()],
-        audit_k=K,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eri.test") as client:
-            yield Api(client, settings, app.state.services)
+    async with audit_api(database_url, tmp_path, K) as a:
+        yield a
 
 
 async def _completions(api: Api, institution: str, count: int, start: datetime, late: int) -> None:
