@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +13,13 @@ import httpx
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
+from api.app import create_app
+from api.deps import Services
+from eri.runtime import Runtime
+from eri.settings import Settings
 from protocols.loader import load_protocol
 from protocols.registry import register
+from tests.conftest import worker_on_new_queue
 from workflows.case import CaseInput, CaseWorkflow
 from workflows.interpreter import Actor, Opened, SetFact
 
@@ -55,3 +63,34 @@ async def idempotency_key(request: httpx.Request) -> None:
     per call, as a client that retries would send the same key again)."""
     if request.method == "POST" and "idempotency-key" not in request.headers:
         request.headers["Idempotency-Key"] = uuid.uuid4().hex
+
+
+@dataclass
+class Served:
+    http: httpx.AsyncClient
+    transport: httpx.ASGITransport
+    settings: Settings
+    services: Services
+    queue: str
+
+
+@asynccontextmanager
+async def serving(client: Client, runtime: Runtime) -> AsyncIterator[Served]:
+    """ERI's API and production worker (a task queue of its own) on the session's platform;
+    ``http`` sends an Idempotency-Key with every change."""
+    worker, queue = worker_on_new_queue(client, runtime)
+    settings = runtime.settings.model_copy(
+        update={
+            "temporal_task_queue": queue,
+            "temporal_address": client.service_client.config.target_host,
+        }
+    )
+    app = create_app(settings)
+    async with worker, app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://eri.test",
+            event_hooks={"request": [idempotency_key]},
+        ) as http:
+            yield Served(http, transport, settings, app.state.services, queue)

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from eri import ledger
 from eri.auth import Role, mint
 from eri.handoff import service
@@ -28,8 +27,7 @@ from eri.handoff.package import open_package, verify_package
 from eri.runtime import Runtime
 from eri.settings import Settings
 from eri.vault import Vault
-from tests.conftest import worker_on_new_queue
-from tests.handoff.support import idempotency_key, open_gt_case, set_fact
+from tests.handoff.support import open_gt_case, serving, set_fact
 from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 
 PHOTO = b"\xff\xd8synthetic-jpeg" + bytes(range(256)) * 8
@@ -52,22 +50,8 @@ class Api:
 async def api(
     temporal_env: WorkflowEnvironment, runtime: Runtime, tmp_path: Path
 ) -> AsyncIterator[tuple[Api, str]]:
-    worker, queue = worker_on_new_queue(temporal_env.client, runtime)
-    settings = runtime.settings.model_copy(
-        update={
-            "temporal_task_queue": queue,
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-        }
-    )
-    app = create_app(settings)
-    async with worker, app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://eri.test",
-            event_hooks={"request": [idempotency_key]},
-        ) as http:
-            yield Api(http, settings), queue
+    async with serving(temporal_env.client, runtime) as served:
+        yield Api(served.http, served.settings), served.queue
 
 
 async def _wait_inbox(api: Api, headers: dict[str, str], count: int) -> list[dict[str, object]]:

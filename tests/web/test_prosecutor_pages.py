@@ -19,7 +19,6 @@ from playwright.async_api import Browser
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from api.deps import Services
 from api.web import session
 from eri import ledger, users
@@ -35,8 +34,7 @@ from eri.handoff.package import open_package, verify_package
 from eri.runtime import Runtime
 from eri.settings import Settings
 from tests.api.casework_support import add_member
-from tests.conftest import worker_on_new_queue
-from tests.handoff.support import idempotency_key, open_gt_case
+from tests.handoff.support import open_gt_case, serving
 from tests.web.browser_support import PASSWORD, Recorder, WebApp, settled, shot, sign_in
 from workflows.handoff import HandoffWorkflow, handoff_workflow_id
 
@@ -72,22 +70,8 @@ class Pages:
 
 @pytest.fixture
 async def pages(temporal_env: WorkflowEnvironment, runtime: Runtime) -> AsyncIterator[Pages]:
-    worker, queue = worker_on_new_queue(temporal_env.client, runtime)
-    settings = runtime.settings.model_copy(
-        update={
-            "temporal_task_queue": queue,
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-        }
-    )
-    app = create_app(settings)
-    async with worker, app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://eri.test",
-            event_hooks={"request": [idempotency_key]},
-        ) as http:
-            yield Pages(http, transport, settings, app.state.services, queue, temporal_env.client)
+    async with serving(temporal_env.client, runtime) as s:
+        yield Pages(s.http, s.transport, s.settings, s.services, s.queue, temporal_env.client)
 
 
 async def hand_off(pages: Pages, office: str) -> tuple[str, str]:
