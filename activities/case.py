@@ -4,17 +4,20 @@
 values marked ``pii`` and the intake), one ledger entry per audit action (idempotency key
 ``<case>:<event>:<index>``, the event's identity being the same in every attempt of a workflow
 task, so a retry writes nothing twice), the case and task projection, and
-notifications (PII-free, with the same idempotency key). A vault field whose latest version
-already holds the value is not written again (a retry after a crash adds no version). The
-writes are separate transactions, each idempotent: a crash between them is repaired by the
-retry, never duplicated.
+notifications (PII-free, with the same idempotency key). The vault, ledger and projection
+writes are one transaction, so a change is recorded whole or not at all; it takes the ledger's
+lock first (serialised with every other append, and SQLite never has to upgrade a read to a
+write). A retry after a crash before the commit writes it all; a retry after the commit writes
+nothing again (the ledger keys exist, and a vault field whose latest version already holds the
+value is not written again). Notifications go after the commit.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from eri import ledger
@@ -42,23 +45,25 @@ class CaseActivities:
     async def record_case_changes(self, changes: CaseChanges) -> int:
         """Returns the number of ledger entries of this change."""
         case_id = changes.case_id
-        # A retry (the worker died mid-activity) finds its own earlier writes current.
-        if changes.intake:
-            await self._vault.put(case_id, "intake", changes.intake, unless_current=True)
-        for action in changes.actions:
-            if isinstance(action, VaultWrite):
-                await self._vault.put(case_id, action.field, action.value, unless_current=True)
-        entries = 0
-        for index, action in enumerate(changes.actions):
-            if isinstance(action, Audit):
-                await ledger.append(self._rt.sessions, self._record(changes, index, action))
-                entries += 1
-        await self._project(changes)
+        writes: list[tuple[str, Any]] = [("intake", changes.intake)] if changes.intake else []
+        writes += [(a.field, a.value) for a in changes.actions if isinstance(a, VaultWrite)]
+        records = [
+            self._record(changes, index, action)
+            for index, action in enumerate(changes.actions)
+            if isinstance(action, Audit)
+        ]
+        if writes:  # the key exists before the lock (creating it writes through another session)
+            await self._rt.keyring.case_key(case_id)
+        async with self._rt.sessions() as session, session.begin():
+            await ledger.lock(session)
+            await self._vault.put_all(session, case_id, writes, unless_current=True)
+            await ledger.append_all(session, records)
+            await self._project(session, changes)
         for index, action in enumerate(changes.actions):
             if isinstance(action, Notify):
                 notice: dict[str, Any] = {"case_id": case_id, **action.model_dump(mode="json")}
                 await self._channel.send(f"{case_id}:{_event_key(changes)}:{index}", notice)
-        return entries
+        return len(records)
 
     @staticmethod
     def _record(changes: CaseChanges, index: int, action: Audit) -> Record:
@@ -78,57 +83,68 @@ class CaseActivities:
             recorded_at=changes.at,
         )
 
-    async def _project(self, changes: CaseChanges) -> None:
+    @staticmethod
+    async def _project(session: AsyncSession, changes: CaseChanges) -> None:
+        """The case and task rows the API reads (``tasks``, ``task_groups``, ``cases``)."""
         tasks: dict[str, Task] = {}
         for action in changes.actions:
             if isinstance(action, TaskOpened | TaskChanged):
                 tasks[action.task.task_id] = action.task  # the last version wins
-        async with self._rt.sessions.begin() as session:
-            case = await session.get(CaseRow, changes.case_id)
-            if case is None:
-                case = CaseRow(
-                    case_id=changes.case_id,
-                    protocol_id=changes.protocol_id,
-                    protocol_version=changes.protocol_version,
-                    protocol_hash=changes.protocol_hash,
-                    country=changes.country,
-                    opened_at=changes.opened_at,
-                    opened_by_institution=changes.opened_by_institution,
-                    status="open",
-                    revision=0,
+        case = await session.get(CaseRow, changes.case_id)
+        if case is None:
+            case = CaseRow(
+                case_id=changes.case_id,
+                protocol_id=changes.protocol_id,
+                protocol_version=changes.protocol_version,
+                protocol_hash=changes.protocol_hash,
+                country=changes.country,
+                opened_at=changes.opened_at,
+                opened_by_institution=changes.opened_by_institution,
+                status="open",
+                revision=0,
+            )
+            session.add(case)
+        if changes.revision >= case.revision:
+            case.revision = changes.revision
+            case.closed_at = changes.closed_at
+            case.status = "closed" if changes.closed_at else "open"
+        if not tasks:
+            return
+        rows = {
+            row.task_id: row
+            for row in (
+                await session.execute(select(TaskRow).where(TaskRow.task_id.in_(tasks)))
+            ).scalars()
+        }
+        new_groups: list[dict[str, str]] = []
+        for task in tasks.values():
+            row = rows.get(task.task_id)
+            if row is not None and row.revision >= task.revision:
+                continue  # a retry or an older version: already projected
+            values = {
+                "case_id": changes.case_id,
+                "protocol_id": changes.protocol_id,
+                "protocol_version": changes.protocol_version,
+                "step_id": task.step_id,
+                "occurrence": task.occurrence,
+                "status": task.status,
+                "assignee": task.assignee,
+                "opened_at": task.opened_at,
+                "due_at": task.due_at,
+                "closed_at": task.closed_at,
+                "deadline_missed": task.deadline_missed,
+                "rungs_fired": task.rungs_fired,
+                "revision": task.revision,
+            }
+            if row is None:
+                session.add(TaskRow(task_id=task.task_id, **values))
+                new_groups += (
+                    {"task_id": task.task_id, "group_name": g} for g in task.candidate_groups
                 )
-                session.add(case)
-            if changes.revision >= case.revision:
-                case.revision = changes.revision
-                case.closed_at = changes.closed_at
-                case.status = "closed" if changes.closed_at else "open"
-            for task in tasks.values():
-                row = await session.get(TaskRow, task.task_id)
-                if row is not None and row.revision >= task.revision:
-                    continue  # a retry or an older version: already projected
-                values = {
-                    "case_id": changes.case_id,
-                    "protocol_id": changes.protocol_id,
-                    "protocol_version": changes.protocol_version,
-                    "step_id": task.step_id,
-                    "occurrence": task.occurrence,
-                    "status": task.status,
-                    "assignee": task.assignee,
-                    "opened_at": task.opened_at,
-                    "due_at": task.due_at,
-                    "closed_at": task.closed_at,
-                    "deadline_missed": task.deadline_missed,
-                    "rungs_fired": task.rungs_fired,
-                    "revision": task.revision,
-                }
-                if row is None:
-                    session.add(TaskRow(task_id=task.task_id, **values))
-                    await session.execute(
-                        delete(TaskGroup).where(TaskGroup.task_id == task.task_id)
-                    )
-                    session.add_all(
-                        TaskGroup(task_id=task.task_id, group_name=g) for g in task.candidate_groups
-                    )
-                else:
-                    for key, value in values.items():
-                        setattr(row, key, value)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+        if new_groups:
+            fresh = {g["task_id"] for g in new_groups}
+            await session.execute(delete(TaskGroup).where(TaskGroup.task_id.in_(fresh)))
+            await session.execute(insert(TaskGroup), new_groups)

@@ -148,7 +148,8 @@ async def seed_projection(stack: Stack, count: int, rng: random.Random) -> float
             changes = simulated_case(rng.choice(ps), rng, now)
             if changes is None:
                 continue
-            await acts._project(changes)
+            async with rt.sessions.begin() as session:
+                await acts._project(session, changes)
             written += 1
             if written % 1000 == 0:
                 print(

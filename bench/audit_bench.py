@@ -90,7 +90,7 @@ async def append_ab(work: Path, rounds: int, count: int) -> tuple[float, float]:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
         dbs[with_tree] = (engine, session_factory(engine))
-    real = tree.add_leaf
+    real = tree.add_leaves
 
     async def skip(*_: object) -> None:
         return None
@@ -99,10 +99,10 @@ async def append_ab(work: Path, rounds: int, count: int) -> tuple[float, float]:
     try:
         for r in range(rounds):
             for with_tree in (True, False):
-                tree.add_leaf = real if with_tree else skip  # type: ignore[assignment]
+                tree.add_leaves = real if with_tree else skip  # type: ignore[assignment]
                 rates[with_tree].append(await appends(dbs[with_tree][1], r * count, count))
     finally:
-        tree.add_leaf = real  # type: ignore[assignment]
+        tree.add_leaves = real  # type: ignore[assignment]
         for engine, _ in dbs.values():
             await engine.dispose()
     return statistics.median(rates[True]), statistics.median(rates[False])

@@ -4,7 +4,9 @@ A responder does what a person at a phone does: read the task (form and ETag), c
 ``If-Match``, complete it with valid form data; every state change carries its own
 ``Idempotency-Key`` and a retry (lost connection, 5xx, a restarting API, 409
 request-in-progress) resends the same key, so a retry can never do a step twice. A
-semaphore bounds how many responders work at once.
+semaphore bounds how many responders work at once. ``think`` is the mean time (seconds,
+exponential) a responder spends filling the form between claim and complete: 0 is a stress
+test (every responder fires its next request at once), a person takes tens of seconds.
 """
 
 from __future__ import annotations
@@ -67,8 +69,14 @@ class CaseRun:
 
 class Driver:
     def __init__(
-        self, http: httpx.AsyncClient, teams: dict[str, Team], responders: int, stats: Stats
+        self,
+        http: httpx.AsyncClient,
+        teams: dict[str, Team],
+        responders: int,
+        stats: Stats,
+        think: float = 0.0,
     ) -> None:
+        self.think = think
         self.http = http
         self.teams = teams
         self.slots = asyncio.Semaphore(responders)
@@ -149,6 +157,10 @@ class Driver:
             if claimed.status_code != 200:
                 run.stuck = f"claim {claimed.status_code} {claimed.text[:200]}"
                 return None
+            took = time.perf_counter() - began
+            if self.think > 0:
+                await asyncio.sleep(random.expovariate(1 / self.think))
+            began = time.perf_counter()
             done = await self.call(
                 "complete",
                 "POST",
@@ -159,7 +171,7 @@ class Driver:
                 idempotent=True,
             )
             now = time.perf_counter()
-            self.stats.record("claim+complete", now - began)
+            self.stats.record("claim+complete", took + now - began)  # the time spent waiting
         if done.status_code != 200:
             run.stuck = f"complete {done.status_code} {done.text[:200]}"
             return None

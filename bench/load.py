@@ -11,7 +11,8 @@ or against a running ERI: ``ERI_...=... .venv/bin/python bench/load.py --url htt
 - Opens ``--cases`` cases at once, with facts spread over the protocols' main path and
   branches (bench/drive.py VARIANTS), and drives each to closure: the first open task is read,
   claimed and completed with valid form data by a responder of its groups; at most
-  ``--responders`` people work at once.
+  ``--responders`` people work at once. ``--think S``: each spends S seconds on average on a
+  form between claim and complete (default 0: a stress test with no pause at all).
 - Prints progress every 5 s; reports cases per minute, task completions per second, claim,
   complete and claim+complete latency (p50/p95/p99), CPU seconds and peak RSS of the API,
   worker and Temporal server, and Temporal history events per case.
@@ -198,7 +199,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         runs: list[CaseRun] = []
         faults: list[dict[str, Any]] = []
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            driver = Driver(http, teams, args.responders, stats)
+            driver = Driver(http, teams, args.responders, stats, think=args.think)
             before = stack.usage() if stack else {}
             began = time.perf_counter()
             plan = [
@@ -310,7 +311,7 @@ def report(r: dict[str, Any]) -> None:
     print()
     print(
         f"cases {r['args']['cases']} (closed {r['cases_closed']}, stuck {r['cases_stuck']}), "
-        f"responders {r['args']['responders']}, wall {r['wall_s']} s, load {r['load_before']} -> "
+        f"responders {r['args']['responders']} (think {r['args'].get('think', 0)} s), wall {r['wall_s']} s, load {r['load_before']} -> "
         f"{r['load_after']}{' TIMED OUT' if r['timed_out'] else ''}"
     )
     print(
@@ -346,6 +347,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=100)
     parser.add_argument("--responders", type=int, default=20)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean seconds a responder spends on a form between claim and complete (0: stress)",
+    )
     parser.add_argument("--protocols", default="gt-eri,hn-cicesct")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--faults", action="store_true")

@@ -88,57 +88,83 @@ def detail_hash(detail: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class _Exists(Exception):
-    def __init__(self, entry: LedgerEntry) -> None:
-        self.entry = entry
-
-
 async def append(sessions: async_sessionmaker[AsyncSession], record: Record) -> LedgerEntry:
     """Append ``record`` once; the same idempotency key returns the existing entry."""
-    try:
-        async with sessions() as session, session.begin():
-            # Take the write lock first (the head row): appends are serialised, sequences are
-            # dense and ordered, and SQLite never has to upgrade a read snapshot to a write.
-            size = (
-                await session.execute(
-                    update(LedgerHead)
-                    .where(LedgerHead.id == 1)
-                    .values(size=LedgerHead.size + 1)
-                    .returning(LedgerHead.size)
-                )
-            ).scalar_one()
-            existing = await _by_key(session, record.idempotency_key)
-            if existing is not None:
-                session.expunge(existing)  # keep it loaded through the rollback
-                raise _Exists(existing)  # rolls the head back
-            case_seq = None
-            if record.case_id is not None:
-                last = (
-                    await session.execute(
-                        select(LedgerEntry.case_seq)
-                        .where(LedgerEntry.case_id == record.case_id)
-                        .order_by(LedgerEntry.case_seq.desc())
-                        .limit(1)
-                    )
-                ).scalar_one_or_none()
-                case_seq = (last or 0) + 1
-            entry = LedgerEntry(
-                seq=size - 1,
-                case_seq=case_seq,
-                recorded_at=record.recorded_at or datetime.now(UTC),
-                **record.model_dump(exclude={"recorded_at"}),
-            )
-            session.add(entry)
-            # Its Merkle leaf and the nodes it completes, in the same transaction.
-            await tree.add_leaf(session, entry.seq, merkle.leaf_hash(leaf.encode(entry)))
-    except _Exists as exists:
-        return exists.entry
+    async with sessions() as session, session.begin():
+        (entry,) = await append_all(session, [record])
     return entry
 
 
-async def _by_key(session: AsyncSession, key: str) -> LedgerEntry | None:
-    result = await session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
-    return result.scalar_one_or_none()
+async def lock(session: AsyncSession) -> int:
+    """Take the ledger's write lock (its head row) in the session's transaction; the size.
+
+    Take it before anything else in a transaction that appends: appends are serialised,
+    sequences dense and ordered, and SQLite never has to upgrade a read snapshot to a write."""
+    return int(
+        (
+            await session.execute(
+                update(LedgerHead)
+                .where(LedgerHead.id == 1)
+                .values(size=LedgerHead.size)
+                .returning(LedgerHead.size)
+            )
+        ).scalar_one()
+    )
+
+
+async def append_all(session: AsyncSession, records: list[Record]) -> list[LedgerEntry]:
+    """Append each record once, in order, inside the caller's transaction; an idempotency
+    key already in the ledger gives back its entry and writes nothing. The entries, their
+    per-case sequences and Merkle nodes are written in a few statements, whatever the number
+    of records. A transaction that writes anything else before should :func:`lock` first."""
+    if not records:
+        return []
+    size = await lock(session)  # before reading which keys exist: no concurrent twin
+    keys = [r.idempotency_key for r in records]
+    found = {
+        e.idempotency_key: e
+        for e in (
+            await session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(keys)))
+        ).scalars()
+    }
+    fresh = [r for r in records if r.idempotency_key not in found]
+    if fresh:
+        case_seqs: dict[str, int] = {}
+        for case_id in {r.case_id for r in fresh if r.case_id is not None}:
+            last = (
+                await session.execute(
+                    select(LedgerEntry.case_seq)
+                    .where(LedgerEntry.case_id == case_id)
+                    .order_by(LedgerEntry.case_seq.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            case_seqs[case_id] = last or 0
+        now = datetime.now(UTC)
+        new: list[LedgerEntry] = []
+        for record in fresh:
+            if record.idempotency_key in found:  # the same key twice in one batch
+                continue
+            case_seq = None
+            if record.case_id is not None:
+                case_seq = case_seqs[record.case_id] = case_seqs[record.case_id] + 1
+            entry = LedgerEntry(
+                seq=size + len(new),
+                case_seq=case_seq,
+                recorded_at=record.recorded_at or now,
+                **record.model_dump(exclude={"recorded_at"}),
+            )
+            new.append(entry)
+            found[record.idempotency_key] = entry
+        session.add_all(new)
+        await session.execute(
+            update(LedgerHead).where(LedgerHead.id == 1).values(size=size + len(new))
+        )
+        # Their Merkle leaves and the nodes they complete, in the same transaction.
+        await tree.add_leaves(
+            session, size, [merkle.leaf_hash(leaf.encode(entry)) for entry in new]
+        )
+    return [found[key] for key in keys]
 
 
 async def entries(

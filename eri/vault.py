@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,52 +47,76 @@ class Vault:
         nothing and return that version. A retried write (a worker killed after the vault
         write, before its activity completed) then adds no second version.
         """
-        if FIELD.fullmatch(field) is None:
-            raise VaultFieldError("vault field names are lowercase codes")
-        plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        key_id = case_key_id(case_id)
         for attempt in range(_RETRIES):
-            async with self._sessions() as session:
-                current = (
-                    await session.execute(
-                        select(func.max(VaultRecord.version)).where(
-                            VaultRecord.case_id == case_id, VaultRecord.field == field
-                        )
+            try:
+                async with self._sessions() as session, session.begin():
+                    (version,) = await self.put_all(
+                        session, case_id, [(field, value)], unless_current=unless_current
                     )
-                ).scalar_one_or_none()
-                if unless_current and current is not None:
-                    row = (
-                        await session.execute(
-                            select(VaultRecord).where(
-                                VaultRecord.case_id == case_id,
-                                VaultRecord.field == field,
-                                VaultRecord.version == current,
-                            )
-                        )
-                    ).scalar_one()
-                    if await self._plaintext(row) == plaintext:
-                        return current
-                version = (current or 0) + 1
-                sealed = await self._keyring.seal(
-                    key_id, plaintext, vault_aad(case_id, field, version), create=True
-                )
-                session.add(
-                    VaultRecord(
-                        case_id=case_id,
-                        field=field,
-                        version=version,
-                        ciphertext=sealed,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-                try:
-                    await session.commit()
-                    return version
-                except IntegrityError:  # a concurrent writer took this version
-                    await session.rollback()
-                    if attempt == _RETRIES - 1:
-                        raise
+                return version
+            except IntegrityError:  # a concurrent writer took this version
+                if attempt == _RETRIES - 1:
+                    raise
         raise AssertionError("unreachable")
+
+    async def put_all(
+        self,
+        session: AsyncSession,
+        case_id: str,
+        writes: list[tuple[str, Any]],
+        *,
+        unless_current: bool = False,
+    ) -> list[int]:
+        """:meth:`put` of each ``(field, value)`` in order, inside the caller's transaction
+        (one read of the fields' latest versions, one insert); their versions."""
+        for field, _ in writes:
+            if FIELD.fullmatch(field) is None:
+                raise VaultFieldError("vault field names are lowercase codes")
+        if not writes:
+            return []
+        key_id = case_key_id(case_id)
+        latest: dict[str, VaultRecord] = {}
+        rows = (
+            await session.execute(
+                select(VaultRecord)
+                .where(
+                    VaultRecord.case_id == case_id,
+                    VaultRecord.field.in_({field for field, _ in writes}),
+                )
+                .order_by(VaultRecord.version)
+            )
+        ).scalars()
+        for row in rows:
+            latest[row.field] = row  # the highest version last
+        versions: list[int] = []
+        fresh: list[VaultRecord] = []
+        for field, value in writes:
+            plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+            current = latest.get(field)
+            if (
+                unless_current
+                and current is not None
+                and await self._plaintext(current) == plaintext
+            ):
+                versions.append(current.version)
+                continue
+            version = (current.version if current is not None else 0) + 1
+            sealed = await self._keyring.seal(
+                key_id, plaintext, vault_aad(case_id, field, version), create=True
+            )
+            record = VaultRecord(
+                case_id=case_id,
+                field=field,
+                version=version,
+                ciphertext=sealed,
+                created_at=datetime.now(UTC),
+            )
+            fresh.append(record)
+            latest[field] = record
+            versions.append(version)
+        session.add_all(fresh)
+        await session.flush()
+        return versions
 
     async def get(self, case_id: str, field: str, version: int | None = None) -> Any:
         """The value of ``field`` (latest version unless given); KeyError if there is none."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eri.audit import merkle
@@ -34,17 +34,34 @@ async def fetch(session: AsyncSession, keys: Iterable[merkle.Node]) -> dict[merk
 
 async def add_leaf(session: AsyncSession, index: int, leaf_hash: bytes) -> None:
     """Store leaf ``index`` and the perfect nodes it completes (inside the append's transaction)."""
-    siblings = []
-    level, i = 0, index
-    while i & 1:
-        siblings.append((level, i - 1))
-        level, i = level + 1, i >> 1
-    known = await fetch(session, siblings) if siblings else {}
-    h = leaf_hash
-    session.add(AuditNode(level=0, index=index, hash=h))
-    for level, left in siblings:
-        h = merkle.node_hash(known[(level, left)], h)
-        session.add(AuditNode(level=level + 1, index=left >> 1, hash=h))
+    await add_leaves(session, index, [leaf_hash])
+
+
+async def add_leaves(session: AsyncSession, first: int, leaf_hashes: list[bytes]) -> None:
+    """Store leaves ``first, first+1, ...`` and the perfect nodes they complete, reading in one
+    query the left siblings the batch does not produce itself (inside the append's transaction)."""
+    produced: set[merkle.Node] = set()
+    needed: set[merkle.Node] = set()
+    for index in range(first, first + len(leaf_hashes)):
+        produced.add((0, index))
+        level, i = 0, index
+        while i & 1:
+            if (level, i - 1) not in produced:
+                needed.add((level, i - 1))
+            level, i = level + 1, i >> 1
+            produced.add((level, i))
+    known = await fetch(session, needed) if needed else {}
+    rows: list[dict[str, object]] = []
+    for index, h in enumerate(leaf_hashes, start=first):
+        known[(0, index)] = h
+        rows.append({"level": 0, "index": index, "hash": h})
+        level, i = 0, index
+        while i & 1:
+            h = merkle.node_hash(known[(level, i - 1)], h)
+            level, i = level + 1, i >> 1
+            known[(level, i)] = h
+            rows.append({"level": level, "index": i, "hash": h})
+    await session.execute(insert(AuditNode), rows)
 
 
 async def size(session: AsyncSession) -> int:

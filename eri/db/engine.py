@@ -30,6 +30,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             from pathlib import Path
 
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Connections are cheap here, and one that overflows the pool is closed when returned
+        # (its thread ends, the next one is opened and set up again): keep enough for the
+        # concurrency of a worker's local activities or the API's requests.
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 20)
         engine = _create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
