@@ -3,13 +3,15 @@
 ``record_case_changes`` runs as a local activity after each applied event: vault writes (form
 values marked ``pii`` and the intake), one ledger entry per audit action (idempotency key
 ``<case>:<event>:<index>``, the event's identity being the same in every attempt of a workflow
-task, so a retry writes nothing twice), the case and task projection, and
-notifications (PII-free, with the same idempotency key). The vault, ledger and projection
-writes are one transaction, so a change is recorded whole or not at all; it takes the ledger's
-lock first (serialised with every other append, and SQLite never has to upgrade a read to a
-write). A retry after a crash before the commit writes it all; a retry after the commit writes
-nothing again (the ledger keys exist, and a vault field whose latest version already holds the
-value is not written again). Notifications go after the commit.
+task, so a retry writes nothing twice), the case and task projection, and notifications
+(PII-free, with the same idempotency key).
+
+The vault, ledger and projection writes are one transaction, so a change is recorded whole or
+not at all. It takes the ledger's lock first (serialised with every other append; SQLite never
+has to upgrade a read to a write), then writes the entries, the vault fields and the
+projection. A retry after a crash before the commit writes it all; a retry after the commit
+writes nothing again (the ledger keys exist, and a vault field whose latest version already
+holds the value is not written again). Notifications go after the commit.
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ class CaseActivities:
         if writes:  # the key exists before the lock (creating it writes through another session)
             await self._rt.keyring.case_key(case_id)
         async with self._rt.sessions() as session, session.begin():
-            await ledger.lock(session)
+            # The ledger's lock first (append_all takes it before anything else).
+            await (ledger.append_all(session, records) if records else ledger.lock(session))
             await self._vault.put_all(session, case_id, writes, unless_current=True)
-            await ledger.append_all(session, records)
             await self._project(session, changes)
         for index, action in enumerate(changes.actions):
             if isinstance(action, Notify):

@@ -184,14 +184,16 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         url = args.url
     else:
         data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="eri-load-"))
-        stack = Stack(data_dir, args.database_url)
+        stack = Stack(data_dir, args.database_url, server_tuning=args.server_tuning)
         settings, url = stack.settings, stack.url
         print(f"data dir {data_dir}", flush=True)
     baseline_worker: subprocess.Popen[bytes] | None = None
     try:
         if stack is not None:
             await stack.start()
-            result["dev_server_flags"] = list(temporal.DEV_SERVER_TUNING)
+            result["dev_server_flags"] = (
+                list(temporal.DEV_SERVER_TUNING) if args.server_tuning else []
+            )
         suffix = secrets.token_hex(3)
         chosen = [p for p in protocols() if p.id in args.protocols.split(",")]
         teams = {p.id: await make_team(settings, p, suffix) for p in chosen}
@@ -311,7 +313,8 @@ def report(r: dict[str, Any]) -> None:
     print()
     print(
         f"cases {r['args']['cases']} (closed {r['cases_closed']}, stuck {r['cases_stuck']}), "
-        f"responders {r['args']['responders']} (think {r['args'].get('think', 0)} s), wall {r['wall_s']} s, load {r['load_before']} -> "
+        f"responders {r['args']['responders']} (think {r['args'].get('think', 0)} s), "
+        f"wall {r['wall_s']} s, load {r['load_before']} -> "
         f"{r['load_after']}{' TIMED OUT' if r['timed_out'] else ''}"
     )
     print(
@@ -347,6 +350,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=100)
     parser.add_argument("--responders", type=int, default=20)
+    parser.add_argument(
+        "--server-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the dev server with ERI's DEV_SERVER_TUNING (--no-server-tuning: its defaults)",
+    )
     parser.add_argument(
         "--think",
         type=float,

@@ -144,7 +144,11 @@ class Managed:
 class Stack:
     """ERI on free ports under ``data_dir``: ``await stack.start()``, then ``stack.stop()``."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, *, server_tuning: bool = True
+    ) -> None:
+        """``server_tuning=False``: the dev server without ``DEV_SERVER_TUNING`` (its defaults:
+        rollback journal, synchronous=FULL, 4 task-queue partitions), to measure the trade-off."""
         self.data_dir = data_dir
         port = free_port()
         env = {
@@ -167,9 +171,18 @@ class Stack:
         self.url = f"http://{self.settings.api_host}:{self.settings.api_port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         eri = [sys.executable, "-m", "eri.cli"]
+        command = temporal.dev_server_command(self.settings)
+        if not server_tuning:
+            at = next(
+                i
+                for i in range(len(command))
+                if tuple(command[i : i + len(temporal.DEV_SERVER_TUNING)])
+                == temporal.DEV_SERVER_TUNING
+            )
+            del command[at : at + len(temporal.DEV_SERVER_TUNING)]
         self.temporal = Managed(
             "temporal",
-            temporal.dev_server_command(self.settings),
+            command,
             self.env,
             data_dir / "temporal.log",
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -246,20 +246,23 @@ class CaseWorkflow:
         open_tasks = state.open_tasks()
         phases = [self._protocol.step(t.step_id).phase for t in open_tasks]
         institutions = sorted({g.split(":")[0] for t in open_tasks for g in t.candidate_groups})
-        workflow.upsert_search_attributes(
-            [
-                sa.CASE_ID.value_set(state.case_id),
-                sa.PROTOCOL_ID.value_set(state.protocol_id),
-                sa.PROTOCOL_VERSION.value_set(state.protocol_version),
-                sa.COUNTRY.value_set(self._protocol.country),
-                sa.PHASE.value_set(
-                    "closed" if state.closed else (phases[0] if phases else "waiting")
-                ),
-                sa.OPEN_TASKS.value_set(len(open_tasks)),
-                sa.OVERDUE.value_set(any(t.deadline_missed for t in open_tasks)),
-                sa.INSTITUTIONS.value_set(institutions),
-            ]
-        )
+        wanted: list[SearchAttributeUpdate[Any]] = [
+            sa.CASE_ID.value_set(state.case_id),
+            sa.PROTOCOL_ID.value_set(state.protocol_id),
+            sa.PROTOCOL_VERSION.value_set(state.protocol_version),
+            sa.COUNTRY.value_set(self._protocol.country),
+            sa.PHASE.value_set("closed" if state.closed else (phases[0] if phases else "waiting")),
+            sa.OPEN_TASKS.value_set(len(open_tasks)),
+            sa.OVERDUE.value_set(any(t.deadline_missed for t in open_tasks)),
+            sa.INSTITUTIONS.value_set(institutions),
+        ]
+        if workflow.patched("upsert-only-changed-search-attributes"):
+            # A claim changes none of them: no command, no history event, no visibility write.
+            current = workflow.info().typed_search_attributes
+            wanted = [u for u in wanted if current.get(u.key) != u.value]
+            if not wanted:
+                return
+        workflow.upsert_search_attributes(wanted)
 
     def _view(self, task_id: str | None = None) -> CaseView:
         state = self._current

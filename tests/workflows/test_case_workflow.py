@@ -266,3 +266,72 @@ async def test_deadline_and_rungs_fire_at_protocol_time(
                 offsets
             )
         await handle.terminate("test done")
+
+
+async def test_search_attributes_follow_the_case_and_a_claim_upserts_none(
+    temporal_env: WorkflowEnvironment, runtime: Runtime
+) -> None:
+    """The visibility fields the Web UI and operators filter on equal the case's state after
+    every command; a command that changes none of them (a claim) adds no upsert to history."""
+    from temporalio.api.enums.v1 import EventType
+
+    from eri import search_attributes as sa
+
+    client = temporal_env.client
+    worker, queue = worker_on_new_queue(client, runtime)
+    async with worker:
+        case_id, view = await open_case(client, queue, {"minor": True})
+        handle = client.get_workflow_handle(case_id)
+
+        async def visible() -> dict[str, Any]:
+            attrs = (await handle.describe()).typed_search_attributes
+            return {
+                "phase": attrs.get(sa.PHASE),
+                "open": attrs.get(sa.OPEN_TASKS),
+                "institutions": attrs.get(sa.INSTITUTIONS),
+                "case": attrs.get(sa.CASE_ID),
+            }
+
+        async def upserts() -> int:
+            """Upserts of ERI's attributes (``workflow.patched`` upserts TemporalChangeVersion)."""
+            history = await handle.fetch_history()
+            kind = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+            ours = {key.name for key in sa.ALL}
+            return sum(
+                1
+                for e in history.events
+                if e.event_type == kind
+                and ours
+                & set(
+                    e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+                )
+            )
+
+        opened = {"phase": "start", "open": 1, "institutions": ["team"], "case": case_id}
+        assert await visible() == opened
+        before = await upserts()
+        activate = task_of(view, "activate")
+        await do(
+            client, case_id, CaseWorkflow.claim, Claim(at=_now(), actor=RESPONDER, task_id=activate)
+        )
+        assert await upserts() == before
+        assert await visible() == opened
+        view = await do(
+            client,
+            case_id,
+            CaseWorkflow.complete,
+            Complete(
+                at=_now(),
+                actor=RESPONDER,
+                task_id=activate,
+                form={"place": "Albergue sintético", "people": 1},
+            ),
+        )
+        assert await upserts() == before + 1
+        assert [t.step_id for t in view.open_tasks] == ["child_referral"]
+        assert await visible() == {
+            "phase": "care",
+            "open": 1,
+            "institutions": ["child"],
+            "case": case_id,
+        }
