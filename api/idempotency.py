@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request, Response
@@ -38,6 +41,33 @@ STALE_AFTER = timedelta(seconds=60)
 #: How long a record write waits for a busy embedded database (SQLite: one writer at a time,
 #: shared with the worker) before giving up; each attempt also waits the engine's busy_timeout.
 BUSY_RETRY_FOR = 30.0
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), None if it is
+    gone or this is not Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name may hold spaces
+
+
+HOST = socket.gethostname()
+#: This process, as idempotency records name their owner.
+OWNER = f"{HOST}:{os.getpid()}:{_started(os.getpid()) or '?'}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that wrote a record is known to have died: it ran on this host and
+    its pid is gone or now belongs to a later process. Unknown (another host, no /proc): False."""
+    parts = owner.rsplit(":", 2) if owner else []
+    if len(parts) != 3:
+        return False
+    host, pid, start = parts
+    if host != HOST or start == "?" or not pid.isdigit():
+        return False
+    return _started(int(pid)) != start
 
 
 _IN_PROGRESS = Problem(
@@ -147,13 +177,17 @@ async def run_once_answer(
                 if row.status is not None:
                     body = json.loads(row.body or b"{}")
                     return Answer(row.status, body, row.etag), True
-                if now - row.created_at < STALE_AFTER:
+                if now - row.created_at < STALE_AFTER and not owner_gone(row.owner):
                     raise _IN_PROGRESS
-                row.created_at = now  # the first request died: take over
+                row.created_at, row.owner = now, OWNER  # the first request died: take over
             else:
                 session.add(
                     IdempotencyRecord(
-                        actor_id=actor, key=key_hash, fingerprint=digest, created_at=now
+                        actor_id=actor,
+                        key=key_hash,
+                        fingerprint=digest,
+                        created_at=now,
+                        owner=OWNER,
                     )
                 )
         return None

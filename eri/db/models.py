@@ -240,6 +240,9 @@ class IdempotencyRecord(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     etag: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    #: The API process running the first request (``host:pid:start``), so that a retry can
+    #: tell that it died (api/idempotency.py); NULL for records written before 0009.
+    owner: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditNode(Base):
