@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from eri.audit import leaf, merkle, tree
@@ -88,6 +88,9 @@ def detail_hash(detail: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_COLUMNS = tuple(c.key for c in LedgerEntry.__table__.columns)
+
+
 async def append(sessions: async_sessionmaker[AsyncSession], record: Record) -> LedgerEntry:
     """Append ``record`` once; the same idempotency key returns the existing entry."""
     async with sessions() as session, session.begin():
@@ -156,7 +159,10 @@ async def append_all(session: AsyncSession, records: list[Record]) -> list[Ledge
             )
             new.append(entry)
             found[record.idempotency_key] = entry
-        session.add_all(new)
+        # Core, not the unit of work: the rows are final, nothing in the session refers to them.
+        await session.execute(
+            insert(LedgerEntry), [{c: getattr(e, c) for c in _COLUMNS} for e in new]
+        )
         await session.execute(
             update(LedgerHead).where(LedgerHead.id == 1).values(size=size + len(new))
         )

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -114,8 +114,20 @@ class Vault:
             fresh.append(record)
             latest[field] = record
             versions.append(version)
-        session.add_all(fresh)
-        await session.flush()
+        if fresh:
+            await session.execute(
+                insert(VaultRecord),
+                [
+                    {
+                        "case_id": r.case_id,
+                        "field": r.field,
+                        "version": r.version,
+                        "ciphertext": r.ciphertext,
+                        "created_at": r.created_at,
+                    }
+                    for r in fresh
+                ],
+            )
         return versions
 
     async def get(self, case_id: str, field: str, version: int | None = None) -> Any:
