@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     WithStartWorkflowOperation,
@@ -220,20 +221,28 @@ class CaseAccess:
     protocol: Protocol
 
 
-def _institutions(groups: Any) -> frozenset[str]:
+# Built once (every task request runs them): the task row with its case row, and the
+# candidate groups of every task of a case.
+_TASK_WITH_CASE = (
+    select(TaskRow, CaseRow)
+    .outerjoin(CaseRow, CaseRow.case_id == TaskRow.case_id)
+    .where(TaskRow.task_id == bindparam("task_id"))
+)
+_GROUPS_OF_CASE = (
+    select(TaskGroup.task_id, TaskGroup.group_name)
+    .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
+    .where(TaskRow.case_id == bindparam("case_id"))
+)
+
+
+def _institutions(groups: Iterable[str]) -> frozenset[str]:
     """The institutions named in candidate groups (``institution:role``)."""
     return frozenset(g.split(":", 1)[0] for g in groups)
 
 
 async def _participating_in(session: AsyncSession, case_id: str) -> frozenset[str]:
-    groups = (
-        await session.execute(
-            select(TaskGroup.group_name)
-            .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
-            .where(TaskRow.case_id == case_id)
-        )
-    ).scalars()
-    return _institutions(groups)
+    of_case = await session.execute(_GROUPS_OF_CASE, {"case_id": case_id})
+    return _institutions(group for _, group in of_case)
 
 
 async def _participating(services: Services, case_id: str) -> frozenset[str]:
@@ -395,23 +404,11 @@ async def task_access(
     participating: frozenset[str] = frozenset()
     if len(task_id) <= 160:
         async with services.sessions() as session:
-            found = (
-                await session.execute(
-                    select(TaskRow, CaseRow)
-                    .outerjoin(CaseRow, CaseRow.case_id == TaskRow.case_id)
-                    .where(TaskRow.task_id == task_id)
-                )
-            ).first()
+            found = (await session.execute(_TASK_WITH_CASE, {"task_id": task_id})).first()
             if found is not None:
                 row, case_row = found
             if row is not None and case_row is not None and authz.may_use_casework(principal):
-                of_case = (
-                    await session.execute(
-                        select(TaskGroup.task_id, TaskGroup.group_name)
-                        .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
-                        .where(TaskRow.case_id == row.case_id)
-                    )
-                ).all()
+                of_case = (await session.execute(_GROUPS_OF_CASE, {"case_id": row.case_id})).all()
                 groups = sorted(group for owner, group in of_case if owner == task_id)
                 participating = _institutions(group for _, group in of_case)
     known = frozenset({row.case_id}) if row is not None else frozenset()
