@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems, web
 from api.deps import Services
@@ -23,6 +25,77 @@ from eri.settings import Settings, get_settings
 from protocols.registry import load_definitions
 
 log = get_logger("eri.api")
+
+
+# The app's own middleware is plain ASGI rather than ``@app.middleware("http")``: Starlette's
+# ``BaseHTTPMiddleware`` runs the rest of the app in a task of its own with memory streams,
+# which cost more CPU per request than the route itself (bench/load.py, py-spy).
+
+
+class BodyLimit:
+    """413 for a JSON body declared larger than ``max_bytes``; evidence uploads (their own
+    route) stream with their own limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length")
+            if (
+                declared is not None
+                and declared.isdigit()
+                and int(declared) > self.max_bytes
+                and not scope["path"].endswith("/evidence")
+            ):
+                response = problems.problem_response(
+                    Request(scope),
+                    413,
+                    "payload-too-large",
+                    (
+                        f"El cuerpo supera {self.max_bytes} bytes.",
+                        f"The body exceeds {self.max_bytes} bytes.",
+                    ),
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RequestContext:
+    """A request id for every request: bound to the logs while it runs, in the answer's
+    ``X-Request-Id``, and one ``request`` log line when the answer starts."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                log.info(
+                    "request",
+                    request_id=request_id,
+                    method=scope["method"],
+                    route=getattr(route, "path", "unmatched"),
+                    status=message["status"],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,51 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
 
-    @app.middleware("http")
-    async def body_limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # JSON bodies are small; evidence uploads (their own route) stream with their own limit.
-        declared = request.headers.get("content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and int(declared) > settings.max_body_bytes
-            and not request.url.path.endswith("/evidence")
-        ):
-            return problems.problem_response(
-                request,
-                413,
-                "payload-too-large",
-                (
-                    f"El cuerpo supera {settings.max_body_bytes} bytes.",
-                    f"The body exceeds {settings.max_body_bytes} bytes.",
-                ),
-            )
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = "req_" + uuid.uuid4().hex[:16]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        route = request.scope.get("route")
-        log.info(
-            "request",
-            request_id=request_id,
-            method=request.method,
-            route=getattr(route, "path", "unmatched"),
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        response.headers["X-Request-Id"] = request_id
-        return response
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
 
     app.include_router(health.router)
     app.include_router(codec.router)

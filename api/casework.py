@@ -15,11 +15,13 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
@@ -219,41 +221,67 @@ class CaseAccess:
     protocol: Protocol
 
 
+# Built once (every task request runs them): the task row with its case row, and the
+# candidate groups of every task of a case.
+_TASK_WITH_CASE = (
+    select(TaskRow, CaseRow)
+    .outerjoin(CaseRow, CaseRow.case_id == TaskRow.case_id)
+    .where(TaskRow.task_id == bindparam("task_id"))
+)
+_GROUPS_OF_CASE = (
+    select(TaskGroup.task_id, TaskGroup.group_name)
+    .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
+    .where(TaskRow.case_id == bindparam("case_id"))
+)
+
+
+def _institutions(groups: Iterable[str]) -> frozenset[str]:
+    """The institutions named in candidate groups (``institution:role``)."""
+    return frozenset(g.split(":", 1)[0] for g in groups)
+
+
+async def _participating_in(session: AsyncSession, case_id: str) -> frozenset[str]:
+    of_case = await session.execute(_GROUPS_OF_CASE, {"case_id": case_id})
+    return _institutions(group for _, group in of_case)
+
+
 async def _participating(services: Services, case_id: str) -> frozenset[str]:
     async with services.sessions() as session:
-        groups = (
-            await session.execute(
-                select(TaskGroup.group_name)
-                .join(TaskRow, TaskRow.task_id == TaskGroup.task_id)
-                .where(TaskRow.case_id == case_id)
-            )
-        ).scalars()
-        return frozenset(g.split(":", 1)[0] for g in groups)
+        return await _participating_in(session, case_id)
+
+
+def _visible(
+    principal: Principal, row: CaseRow, participating: frozenset[str]
+) -> tuple[bool, Protocol]:
+    """Whether the caller may see the case, given the institutions in its tasks' groups."""
+    p = pinned_or_loaded(row.protocol_hash)
+    visible = authz.may_see_case(
+        principal,
+        protocol_institutions=institutions_of(p),
+        participating=participating | {row.opened_by_institution.lower()},
+    )
+    return visible, p
 
 
 async def _case_visible(
     services: Services, principal: Principal, row: CaseRow
 ) -> tuple[bool, Protocol]:
-    p = pinned_or_loaded(row.protocol_hash)
-    participating = await _participating(services, row.case_id) | {
-        row.opened_by_institution.lower()
-    }
-    visible = authz.may_see_case(
-        principal, protocol_institutions=institutions_of(p), participating=participating
-    )
-    return visible, p
+    return _visible(principal, row, await _participating(services, row.case_id))
 
 
 async def case_access(
     services: Services, principal: Principal, case_id: str, what: str
 ) -> CaseAccess:
     """The case, if the caller may see it; else 404 (recorded)."""
-    async with services.sessions() as session:
+    participating: frozenset[str] = frozenset()
+    async with services.sessions() as session:  # one connection for both reads
         row = await session.get(CaseRow, case_id) if len(case_id) <= 64 else None
+        if row is not None and authz.may_use_casework(principal):
+            participating = await _participating_in(session, case_id)
     known = frozenset({case_id}) if row is not None else frozenset()
     await require_casework(services, principal, what, known)
     if row is not None:
-        visible, p = await _case_visible(services, principal, row)
+        visible, p = _visible(principal, row, participating)
         if visible:
             return CaseAccess(row, p)
     problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
@@ -366,34 +394,34 @@ class TaskAccess:
 async def task_access(
     services: Services, principal: Principal, task_id: str, what: str
 ) -> TaskAccess:
-    async with services.sessions() as session:
-        row = await session.get(TaskRow, task_id) if len(task_id) <= 160 else None
+    """The task (with its case), if the caller may see it; else 404 (recorded).
+
+    One connection, two reads: the task row with its case row, then the candidate groups of
+    every task of the case (the task's own groups, and the institutions taking part)."""
+    row: TaskRow | None = None
+    case_row: CaseRow | None = None
+    groups: list[str] = []
+    participating: frozenset[str] = frozenset()
+    if len(task_id) <= 160:
+        async with services.sessions() as session:
+            found = (await session.execute(_TASK_WITH_CASE, {"task_id": task_id})).first()
+            if found is not None:
+                row, case_row = found
+            if row is not None and case_row is not None and authz.may_use_casework(principal):
+                of_case = (await session.execute(_GROUPS_OF_CASE, {"case_id": row.case_id})).all()
+                groups = sorted(group for owner, group in of_case if owner == task_id)
+                participating = _institutions(group for _, group in of_case)
     known = frozenset({row.case_id}) if row is not None else frozenset()
     await require_casework(services, principal, what, known)
-    async with services.sessions() as session:
-        groups = (
-            list(
-                (
-                    await session.execute(
-                        select(TaskGroup.group_name).where(TaskGroup.task_id == task_id)
-                    )
-                ).scalars()
-            )
-            if row is not None
-            else []
-        )
-    if row is not None:
-        async with services.sessions() as session:
-            case_row = await session.get(CaseRow, row.case_id)
-        if case_row is not None:
-            case_visible, p = await _case_visible(services, principal, case_row)
-            if authz.may_see_task(
-                principal,
-                groups=frozenset(groups),
-                assignee=row.assignee,
-                case_visible=case_visible,
-            ):
-                return TaskAccess(row, groups, CaseAccess(case_row, p))
+    if row is not None and case_row is not None:
+        case_visible, p = _visible(principal, case_row, participating)
+        if authz.may_see_task(
+            principal,
+            groups=frozenset(groups),
+            assignee=row.assignee,
+            case_visible=case_visible,
+        ):
+            return TaskAccess(row, groups, CaseAccess(case_row, p))
     problem = await authz.deny(services.sessions, principal, what=what, case_ids=known, status=404)
     problem.detail = NOT_FOUND_TASK
     raise problem
@@ -435,6 +463,35 @@ def task_summary(row: TaskRow, groups: list[str], p: Protocol, lang: str) -> dic
         "escalations": row.rungs_fired,
         "closed_at": row.closed_at,
         "revision": row.revision,
+    }
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """As the read model gives it back (eri.db.models.UTCDateTime): in UTC."""
+    return at.astimezone(UTC) if at is not None else None
+
+
+def task_summary_of(task: Task, access: TaskAccess, lang: str) -> dict[str, Any]:
+    """:func:`task_summary` from the workflow's task (an update's answer) instead of its
+    read-model row: the same body, without reading the row again."""
+    row = access.row
+    step = access.case.protocol.step(task.step_id)
+    return {
+        "task_id": task.task_id,
+        "case_id": row.case_id,
+        "protocol": {"id": row.protocol_id, "version": row.protocol_version},
+        "step_id": task.step_id,
+        "title": step.title.get(lang),
+        "occurrence": task.occurrence,
+        "status": task.status,
+        "assignee": task.assignee,
+        "candidate_groups": sorted(task.candidate_groups),
+        "opened_at": _utc(task.opened_at),
+        "due_at": _utc(task.due_at),
+        "overdue": task.deadline_missed,
+        "escalations": task.rungs_fired,
+        "closed_at": _utc(task.closed_at),
+        "revision": task.revision,
     }
 
 
@@ -515,6 +572,16 @@ async def save_draft(
     return access
 
 
+@dataclass
+class TaskCommanded:
+    """What a task command answers: the case's view after it, and the access checked before
+    it (task row as it was, its case and protocol), to render the answer without reading the
+    task again (the view's ``task`` is the task as changed)."""
+
+    access: TaskAccess
+    view: CaseView
+
+
 async def task_command(
     services: Services,
     principal: Principal,
@@ -525,7 +592,7 @@ async def task_command(
     if_match: str | None,
     form: dict[str, Any] | None = None,
     assignee: str | None = None,
-) -> CaseView:
+) -> TaskCommanded:
     access = await task_access(services, principal, task_id, f"tasks.{command}")
     revision = if_match_revision(if_match)
     now = datetime.now(UTC)
@@ -550,7 +617,8 @@ async def task_command(
     else:
         event = Complete(at=now, actor=who, task_id=task_id, form=form or {}, if_revision=revision)
         update = CaseWorkflow.complete
-    return await _update(services, access.row.case_id, update, event, update_id)
+    view = await _update(services, access.row.case_id, update, event, update_id)
+    return TaskCommanded(access, view)
 
 
 # --- the inbox ------------------------------------------------------------------------------

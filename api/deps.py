@@ -40,7 +40,8 @@ class Services:
         return self._client
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, on every request.
     services: Services = request.app.state.services
     return services
 

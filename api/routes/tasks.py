@@ -106,7 +106,7 @@ async def _command(
     lang = language(request)
 
     async def go(update_id: str) -> Answer:
-        view = await casework.task_command(
+        done = await casework.task_command(
             services,
             principal,
             task_id,
@@ -115,13 +115,10 @@ async def _command(
             if_match=if_match,
             **kwargs,
         )
-        access = await casework.task_access(services, principal, task_id, f"tasks.{command}")
-        body = view_body(view, access.case.protocol, lang)
-        task = view.task
+        body = view_body(done.view, done.access.case.protocol, lang)
+        task = done.view.task
         if task is not None:
-            body["task"] = jsonable(
-                casework.task_summary(access.row, access.groups, access.case.protocol, lang)
-            )
+            body["task"] = jsonable(casework.task_summary_of(task, done.access, lang))
         return Answer(200, body, casework.etag(task) if task is not None else None)
 
     return await run_once(services.sessions, principal, request, payload, go)

@@ -17,7 +17,9 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import TITLES, Problem
 from api.web import render
@@ -26,9 +28,42 @@ from api.web.session import PREFIX, SignInRequired
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def _is_page(request: Request) -> bool:
-    path = request.url.path
+def _is_page_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _is_page(request: Request) -> bool:
+    return _is_page_path(request.url.path)
+
+
+class PageHeaders:
+    """Security headers on every page, and no caching of pages (static files a day).
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
+    runs the rest of the app in a task of its own with memory streams, which cost more CPU per
+    request than the route itself (bench/load.py, py-spy)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_page_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith(PREFIX + "/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in render.SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if static:
+                    headers.setdefault("Cache-Control", "public, max-age=86400")
+                else:
+                    headers["Cache-Control"] = render.NO_STORE
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _error_page(
@@ -82,16 +117,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(SignInRequired, on_sign_in)
 
-    @app.middleware("http")
-    async def page_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if _is_page(request):
-            for name, value in render.SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            if request.url.path.startswith(PREFIX + "/static/"):
-                response.headers.setdefault("Cache-Control", "public, max-age=86400")
-            else:
-                response.headers["Cache-Control"] = render.NO_STORE
-        return response
+    app.add_middleware(PageHeaders)

@@ -380,7 +380,7 @@ async def _command(
     if_match = _revision(form)
 
     async def go(update_id: str) -> Answer:
-        view = await casework.task_command(
+        done = await casework.task_command(
             services,
             principal,
             task_id,
@@ -389,8 +389,7 @@ async def _command(
             if_match=if_match,
             form=values,
         )
-        access = await casework.task_access(services, principal, task_id, f"tasks.{command}")
-        return Answer(200, view_body(view, access.case.protocol, "es"))
+        return Answer(200, view_body(done.view, done.access.case.protocol, "es"))
 
     payload = {"form": values or {}, "if_match": if_match}
     return await _once(services, principal, request, payload, go, _text(form, "idem"))
