@@ -325,21 +325,21 @@ async def open_case_on_page(
     return match.group(1)
 
 
-async def find_in_inbox(page: Page, task_id: str, pages: int = 40) -> None:
+async def find_in_inbox(page: Page, task_id: str, pages: int = 120) -> None:
     """Page through the inbox ("more" links) until the task's link shows, as a person would:
     the session's database holds the open tasks of every test, 25 to a page."""
     link = page.locator(f"a[href='/web/tasks/{task_id}']")
-    for _ in range(pages):
+    for seen in range(1, pages + 1):
         if await link.count():
             return
         more = page.locator("a[href*='groups_cursor=']")  # an unclaimed task: my groups'
         if not await more.count():
             more = page.locator("a[href*='mine_cursor=']")
         if not await more.count():
-            break
+            raise AssertionError(f"{task_id} is on none of the inbox's {seen} pages")
         await more.first.click()
         await page.wait_for_load_state("load")
-    raise AssertionError(f"{task_id} is on no page of the inbox")
+    raise AssertionError(f"{task_id} is not on the inbox's first {pages} pages")
 
 
 async def do_task_on_page(
