@@ -32,11 +32,6 @@ async def fetch(session: AsyncSession, keys: Iterable[merkle.Node]) -> dict[merk
     return found
 
 
-async def add_leaf(session: AsyncSession, index: int, leaf_hash: bytes) -> None:
-    """Store leaf ``index`` and the perfect nodes it completes (inside the append's transaction)."""
-    await add_leaves(session, index, [leaf_hash])
-
-
 async def add_leaves(session: AsyncSession, first: int, leaf_hashes: list[bytes]) -> None:
     """Store leaves ``first, first+1, ...`` and the perfect nodes they complete, reading in one
     query the left siblings the batch does not produce itself (inside the append's transaction)."""

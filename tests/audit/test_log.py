@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from eri.audit import leaf, log, merkle, note, tree
 from eri.audit.verify import verify_export
 from eri.db import create_engine, session_factory, upgrade
 from eri.db.models import AuditNode, LedgerEntry
+from eri.ledger import Action, Record
 from tests.audit.conftest import WITNESS, AuditDb, append_many
 from tests.audit.test_merkle import mth
 
@@ -43,6 +45,45 @@ async def test_the_tree_follows_the_ledger_and_its_proofs_verify(audit_db: Audit
         for first in range(1, 14):
             proof = await tree.consistency_proof(session, first, 13)
             assert merkle.verify_consistency(first, 13, mth(leaves[:first]), root, proof)
+
+
+async def test_batched_appends_build_the_same_tree_and_skip_known_keys(audit_db: AuditDb) -> None:
+    """``ledger.append_all`` (one case change's entries in one transaction): batches of every
+    size from 1 to 7 over 40 entries give the same dense sequences, per-case sequences and tree
+    as one append at a time; a key repeated in a batch, or already in the ledger, is written
+    once and given back."""
+
+    def record(i: int) -> Record:
+        return Record(
+            idempotency_key=f"batch:entry:{i:06d}",
+            action=Action.TASK_OPENED,
+            case_id=f"case_batch{i % 3}",
+            recorded_at=datetime(2026, 11, 20, tzinfo=UTC) + timedelta(seconds=i),
+        )
+
+    sizes, lo = itertools.cycle([1, 7, 2, 5, 3, 6, 4]), 0
+    while lo < 40:
+        hi = min(40, lo + next(sizes))
+        batch = [record(j) for j in range(lo, hi)]
+        batch.append(batch[0])  # the same key twice in one batch
+        if lo:
+            batch.insert(0, record(lo - 1))  # and a key already in the ledger
+        async with audit_db.sessions() as session, session.begin():
+            got = await ledger.append_all(session, batch)
+        assert [e.idempotency_key for e in got] == [r.idempotency_key for r in batch]
+        assert len({e.seq for e in got}) == len({r.idempotency_key for r in batch})
+        lo = hi
+    entries = await ledger.entries(audit_db.sessions)
+    assert [e.seq for e in entries] == list(range(40))
+    assert [e.idempotency_key for e in entries] == [f"batch:entry:{j:06d}" for j in range(40)]
+    for case in range(3):
+        mine = [e.case_seq for e in entries if e.case_id == f"case_batch{case}"]
+        assert mine == list(range(1, len(mine) + 1))
+    leaves = [leaf.encode(e) for e in entries]
+    async with audit_db.sessions() as session:
+        assert await tree.size(session) == 40
+        for size in range(41):
+            assert await tree.root(session, size) == mth(leaves[:size])
 
 
 async def test_checkpoints_sign_only_when_the_log_grew(audit_db: AuditDb) -> None:
