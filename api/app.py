@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems, web
@@ -32,35 +33,49 @@ log = get_logger("eri.api")
 # which cost more CPU per request than the route itself (bench/load.py, py-spy).
 
 
+class _TooLarge(StarletteHTTPException):
+    """Raised by :class:`BodyLimit` while a body is read: FastAPI passes an HTTPException
+    through and the app's handler answers it (problem+json, api/problems.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
+
+
 class BodyLimit:
-    """413 for a JSON body declared larger than ``max_bytes``; evidence uploads (their own
-    route) stream with their own limit."""
+    """413 for a body larger than ``max_bytes``: declared so (``Content-Length``, answered
+    before it is read), or found so while it is read (a chunked body declares nothing).
+    Evidence uploads (their own route) stream with their own limit.
+
+    (FastAPI's own ``max_body_size`` answers a declared length in plain text, whatever the
+    app's handlers say, so it is not used.)"""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = Headers(scope=scope).get("content-length")
-            if (
-                declared is not None
-                and declared.isdigit()
-                and int(declared) > self.max_bytes
-                and not scope["path"].endswith("/evidence")
-            ):
-                response = problems.problem_response(
-                    Request(scope),
-                    413,
-                    "payload-too-large",
-                    (
-                        f"El cuerpo supera {self.max_bytes} bytes.",
-                        f"The body exceeds {self.max_bytes} bytes.",
-                    ),
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"].endswith("/evidence"):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            refusal = problems.problem_response(
+                Request(scope), 413, "payload-too-large", problems.TOO_LARGE
+            )
+            await refusal(scope, receive, send)
+            return
+        received = 0
+
+        async def counting() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        await self.app(scope, counting, send)
 
 
 class RequestContext:

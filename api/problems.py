@@ -166,6 +166,12 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     ]
 
 
+TOO_LARGE = (
+    "El cuerpo de la solicitud supera el límite.",
+    "The request body exceeds the limit.",
+)
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -176,9 +182,11 @@ def install(app: FastAPI) -> None:
         type_ = _STATUS_TYPES.get(
             exc.status_code, "bad-request" if exc.status_code < 500 else "internal-error"
         )
-        detail = (
+        detail: str | tuple[str, str] | None = (
             exc.detail if isinstance(exc.detail, str) and exc.detail not in {"Not Found"} else None
         )
+        if exc.status_code == 413:  # the body limit (api/app.py BodyLimit), found while reading
+            detail = TOO_LARGE
         return problem_response(request, exc.status_code, type_, detail, headers=exc.headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -52,6 +52,33 @@ async def test_an_oversized_body_is_413(team: Team, runtime: Runtime) -> None:
     assert await cases(runtime) == before
 
 
+async def test_an_oversized_chunked_body_is_413_though_it_declares_no_length(
+    team: Team, runtime: Runtime
+) -> None:
+    """A body sent in chunks (Transfer-Encoding: chunked) has no Content-Length to refuse it
+    by: it is stopped as it is read, past the limit, and nothing is opened."""
+    before = await cases(runtime)
+    piece = json.dumps({"alias": "x" * 1000}).encode()
+    limit = team.settings.max_body_bytes
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"protocol_id": "gt-eri", "facts": {}, "intake": {"parts": ['
+        for _ in range(limit // len(piece) + 2):
+            yield piece + b","
+        yield b"{}]}}"
+
+    r = await team.client.post(
+        "/v1/cases",
+        content=chunks(),
+        headers=team.idem("coord.svet", **{"Content-Type": "application/json"}),
+    )
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and is_problem(r), r.text
+    assert r.json()["type"].endswith("payload-too-large")
+    assert await cases(runtime) == before
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
