@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,19 +17,9 @@ from api import idempotency
 from api.idempotency import STALE_AFTER, Answer, fingerprint, run_once_answer
 from api.problems import Problem
 from eri.auth import Principal, Role
-from eri.db import create_engine, session_factory
 from eri.db.models import IdempotencyRecord
 
 ANA = Principal("usr_ana00001", Role.RESPONDER, "PGN")
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 def _request(key: str, path: str = "/v1/tasks/t1/claim") -> Request:
