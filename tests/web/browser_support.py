@@ -325,6 +325,25 @@ async def open_case_on_page(
     return match.group(1)
 
 
+async def next_inbox_page(page: Page, lists: tuple[str, ...] = ("groups", "mine")) -> bool:
+    """Follow the inbox's "more" link of the first of ``lists`` that has one (by default my
+    groups' unclaimed tasks, then mine) and wait for the page it leads to; False when every
+    one of those lists is on its last page."""
+    for name in lists:
+        more = page.locator(f"a[href*='{name}_cursor=']")
+        if await more.count():
+            break
+    else:
+        return False
+    href = await more.first.get_attribute("href")
+    assert href, "a 'more' link without an address"
+    await more.first.click()
+    # The click only starts the htmx swap (the body is hx-boost): wait for the next page's
+    # address, or the caller would look at the page it is leaving.
+    await settled(page, re.compile(re.escape(href) + "$"))
+    return True
+
+
 async def find_in_inbox(page: Page, task_id: str, pages: int = 120) -> None:
     """Page through the inbox ("more" links) until the task's link shows, as a person would:
     the session's database holds the open tasks of every test, 25 to a page."""
@@ -332,13 +351,8 @@ async def find_in_inbox(page: Page, task_id: str, pages: int = 120) -> None:
     for seen in range(1, pages + 1):
         if await link.count():
             return
-        more = page.locator("a[href*='groups_cursor=']")  # an unclaimed task: my groups'
-        if not await more.count():
-            more = page.locator("a[href*='mine_cursor=']")
-        if not await more.count():
+        if not await next_inbox_page(page):
             raise AssertionError(f"{task_id} is on none of the inbox's {seen} pages")
-        await more.first.click()
-        await page.wait_for_load_state("load")
     raise AssertionError(f"{task_id} is not on the inbox's first {pages} pages")
 
 

@@ -22,6 +22,7 @@ from tests.web.browser_support import (
     PASSWORD,
     WebApp,
     new_context,
+    next_inbox_page,
     settled,
     shot,
     sign_in,
@@ -300,6 +301,31 @@ async def test_english_by_accept_language_and_by_the_switch(web: WebApp, browser
     page = await sign_in(web, browser, "gt-eri", "psi.svet", lang="en-US")
     assert await page.inner_text("h1") == "My tasks"
     await shot(page, "inbox-en")
+    await page.context.close()
+
+
+async def test_show_more_walks_the_whole_inbox_once(web: WebApp, browser: Browser) -> None:
+    """More unclaimed tasks than a page holds (25): following "Show more" to the end shows
+    every one of them exactly once, and no task twice."""
+    opened: list[str] = []
+    for _ in range(26):
+        opened.append((await _new_detection_task(web))[1])
+    page = await sign_in(web, browser, "gt-eri", DETECTION_BY)
+    await page.goto(f"{web.base_url}/web/inbox")
+    seen: list[str] = []
+    pages = 1
+    while True:
+        links = page.locator("h2#groups ~ ul.tasks a[href^='/web/tasks/']")
+        seen += [
+            str(await a.get_attribute("href")).removeprefix("/web/tasks/")
+            for a in await links.all()
+        ]
+        if not await next_inbox_page(page, ("groups",)):
+            break
+        pages += 1
+    assert pages >= 2
+    assert len(seen) == len(set(seen)), "a task shows on two pages"
+    assert set(opened) <= set(seen), "a task shows on no page"
     await page.context.close()
 
 
