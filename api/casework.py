@@ -509,6 +509,8 @@ def form_schema(step: Step, lang: str) -> dict[str, Any] | None:
                 "required": f.required,
                 "values": f.values,
                 "sensitive": f.pii,
+                # completing the task records this answer as the case fact of this name
+                "sets_fact": f.sets_fact,
             }
             for f in step.form.fields
         ],

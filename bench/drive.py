@@ -166,7 +166,7 @@ class Driver:
                 "POST",
                 f"/v1/tasks/{task_id}/complete",
                 member,
-                body={"form": form_for(got.json()["form"])},
+                body={"form": form_for(got.json()["form"], facts=VARIANTS[run.variant])},
                 extra={"If-Match": claimed.headers["etag"]},
                 idempotent=True,
             )

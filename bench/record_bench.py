@@ -82,7 +82,7 @@ def case_changes(cases: int) -> list[CaseChanges]:
         while not state.closed and state.open_tasks():
             task = state.open_tasks()[0]
             actor = who_can(task.candidate_groups)
-            form = form_for(form_schema(GT.step(task.step_id), "en"))
+            form = form_for(form_schema(GT.step(task.step_id), "en"), facts=GT_ADULT)
             for event in (
                 Claim(at=now, actor=actor, task_id=task.task_id),
                 Complete(at=now, actor=actor, task_id=task.task_id, form=form),

@@ -170,6 +170,9 @@ class FormField(Strict):
     pii: bool
     required: bool = False
     values: list[SnakeId] | None = None
+    #: The case fact this answer records when the step is completed (added, or corrected if
+    #: the case already knew it), so the branches that read the fact follow the form.
+    sets_fact: SnakeId | None = None
 
 
 class Form(Strict):

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from protocols.conditions import Condition, describe, leaves
 from protocols.durations import parse_duration
 from protocols.lock import LOCK_NAME, content_hash, read_lock
-from protocols.model import Protocol, Step
+from protocols.model import FormField, Protocol, Step
 from protocols.paths import ancestors, fact_space, find_cycle, space_size, step_order, walk
 
 MAX_FACT_COMBINATIONS = 20_000
@@ -389,6 +389,46 @@ class _Checker:
                     f"form.fields.{form_field.id}",
                     f"only enum fields have values; this one is '{form_field.type}'",
                     "field_values",
+                )
+            if form_field.sets_fact is not None:
+                self.field_fact(where, form_field)
+        for fact_id, count in Counter(
+            f.sets_fact for f in step.form.fields if f.sets_fact is not None
+        ).items():
+            if count > 1:
+                self.add(
+                    where,
+                    "form.fields",
+                    f"{count} fields of the form set the fact '{fact_id}'",
+                    "field_fact",
+                )
+
+    def field_fact(self, where: str, form_field: FormField) -> None:
+        """A field that records a fact must give only values the fact can take."""
+        field = f"form.fields.{form_field.id}.sets_fact"
+        fact = self.facts.get(form_field.sets_fact or "")
+        if fact is None:
+            self.add(
+                where, field, f"sets the undeclared fact '{form_field.sets_fact}'", "field_fact"
+            )
+            return
+        if form_field.pii:
+            self.add(where, field, "a field that records a fact must not be pii", "field_fact")
+        if form_field.type != fact.type:
+            self.add(
+                where,
+                field,
+                f"a {form_field.type} field cannot record the {fact.type} fact '{fact.id}'",
+                "field_fact",
+            )
+        elif fact.type == "enum":
+            extra = sorted(set(form_field.values or []) - set(fact.values or []))
+            if extra:
+                self.add(
+                    where,
+                    field,
+                    f"the fact '{fact.id}' cannot take the value(s) {', '.join(extra)}",
+                    "field_fact",
                 )
 
     def deadline(self, where: str, step: Step) -> None:

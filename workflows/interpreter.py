@@ -631,6 +631,33 @@ def check(
         validate_form(protocol.step(task.step_id), event.form)
 
 
+def _record_fact(
+    new: CaseState,
+    fact: str,
+    value: FactValue,
+    at: datetime,
+    actor: Actor,
+    actions: list[Action],
+    step_id: str | None = None,
+) -> None:
+    """Add or correct a fact (set on its own, or by the answer of a completed step's form)."""
+    previous = new.facts.get(fact)
+    new.facts[fact] = value
+    new.fact_times[fact] = at
+    new.revision += 1
+    action = "fact.changed"
+    if fact == "consent":
+        action = "consent.revoked" if value == "revoked" else "consent.recorded"
+    actions.append(
+        Audit(
+            action=action,
+            actor=actor,
+            step_id=step_id,
+            detail={"fact": fact, "corrected": previous is not None},
+        )
+    )
+
+
 def _check_fact(protocol: Protocol, fact_id: str, value: FactValue) -> None:
     try:
         fact = protocol.fact(fact_id)
@@ -681,20 +708,7 @@ def apply(
         _tick(protocol, new, event.at, actions)
         return new, actions
     if isinstance(event, SetFact):
-        previous = new.facts.get(event.fact)
-        new.facts[event.fact] = event.value
-        new.fact_times[event.fact] = event.at
-        new.revision += 1
-        action = "fact.changed"
-        if event.fact == "consent":
-            action = "consent.revoked" if event.value == "revoked" else "consent.recorded"
-        actions.append(
-            Audit(
-                action=action,
-                actor=event.actor,
-                detail={"fact": event.fact, "corrected": previous is not None},
-            )
-        )
+        _record_fact(new, event.fact, event.value, event.at, event.actor, actions)
         _settle(protocol, new, event.at, actions)
         return new, actions
     task = new.tasks[event.task_id]
@@ -746,6 +760,13 @@ def apply(
                 deadline_status="none" if task.due_at is None else "late" if late else "on_time",
             )
         )
+        for form_field in step.form.fields if step.form else []:
+            if form_field.sets_fact is not None and form_field.id in plain:
+                value = plain[form_field.id]
+                if new.facts.get(form_field.sets_fact) != value:
+                    _record_fact(
+                        new, form_field.sets_fact, value, event.at, event.actor, actions, step.id
+                    )
         if step.repeats is not None and not _schedule_over(protocol, new, step):
             schedule = protocol.follow_up_schedules[step.repeats]
             new.follow_ups[step.id] = due_at(

@@ -56,6 +56,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no": ("No", "No"),
     "unknown": ("No se sabe", "Not known"),
     "choose": ("Elija…", "Choose…"),
+    "sets_fact": (
+        "Esta respuesta queda como dato del caso y decide qué pasos siguen.",
+        "This answer is recorded as a fact of the case and decides which steps follow.",
+    ),
     "skip_link": ("Ir al contenido", "Skip to content"),
 }
 

@@ -125,6 +125,7 @@ def field_views(
                 "type": f.type,
                 "label": f.label.get(lang),
                 "required": f.required,
+                "sets_fact": f.sets_fact,
                 "options": options,
                 "value": value,
                 "error": i18n.field_error(errors[f.id], lang) if f.id in errors else None,

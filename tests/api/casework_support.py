@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,12 +116,19 @@ async def running_api(
             yield team
 
 
-def form_for(schema: dict[str, Any] | None, planted: str | None = None) -> dict[str, Any]:
-    """A valid synthetic form for a step's form schema (sensitive text gets ``planted``)."""
+def form_for(
+    schema: dict[str, Any] | None,
+    planted: str | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A valid synthetic form for a step's form schema (sensitive text gets ``planted``). A
+    field that records a fact answers what ``facts`` says, so the case keeps its route."""
     values: dict[str, Any] = {}
     for f in (schema or {}).get("fields", []):
         kind = f["type"]
-        if kind == "boolean":
+        if facts is not None and f.get("sets_fact") in facts:
+            values[f["id"]] = facts[f["sets_fact"]]
+        elif kind == "boolean":
             values[f["id"]] = True
         elif kind == "integer":
             values[f["id"]] = 1
@@ -155,12 +162,23 @@ async def open_case(
     return body
 
 
-async def do_task(team: Team, task_id: str, groups: list[str], planted: str | None = None) -> Any:
-    """Claim and complete a task as a member of one of its groups, through the inbox."""
+async def do_task(
+    team: Team,
+    task_id: str,
+    groups: list[str],
+    planted: str | None = None,
+    facts: Mapping[str, Any] | None = None,
+    *,
+    in_inbox: bool = True,
+) -> Any:
+    """Claim and complete a task as a member of one of its groups, first checking that it is
+    on their inbox's first page (``in_inbox``); a form field that records a fact answers what
+    ``facts`` says."""
     member = team.who_can(groups)
-    inbox = await team.client.get("/v1/tasks", headers=team.h(member.name))
-    assert inbox.status_code == 200, inbox.text
-    assert task_id in [t["task_id"] for t in inbox.json()["items"]]
+    if in_inbox:
+        inbox = await team.client.get("/v1/tasks", headers=team.h(member.name))
+        assert inbox.status_code == 200, inbox.text
+        assert task_id in [t["task_id"] for t in inbox.json()["items"]]
     task = await team.client.get(f"/v1/tasks/{task_id}", headers=team.h(member.name))
     assert task.status_code == 200, task.text
     claimed = await team.client.post(
@@ -170,7 +188,7 @@ async def do_task(team: Team, task_id: str, groups: list[str], planted: str | No
     assert claimed.status_code == 200, claimed.text
     done = await team.client.post(
         f"/v1/tasks/{task_id}/complete",
-        json={"form": form_for(task.json()["form"], planted)},
+        json={"form": form_for(task.json()["form"], planted, facts)},
         headers=team.idem(member.name, **{"If-Match": claimed.headers["etag"]}),
     )
     assert done.status_code == 200, done.text
@@ -178,9 +196,14 @@ async def do_task(team: Team, task_id: str, groups: list[str], planted: str | No
 
 
 async def drive_to_closure(
-    team: Team, opened: dict[str, Any], planted: str | None = None, limit: int = 80
+    team: Team,
+    opened: dict[str, Any],
+    facts: Mapping[str, Any],
+    planted: str | None = None,
+    limit: int = 80,
 ) -> list[str]:
-    """Do every open task until the case closes; return the steps done, in order."""
+    """Do every open task until the case closes, the forms answering as ``facts`` say (the
+    facts the case should end with); return the steps done, in order."""
     done: list[str] = []
     view = opened
     for _ in range(limit):
@@ -188,6 +211,6 @@ async def drive_to_closure(
             return done
         assert view["open_tasks"], f"case stuck after {done}"
         task = view["open_tasks"][0]
-        view = await do_task(team, task["task_id"], task["candidate_groups"], planted)
+        view = await do_task(team, task["task_id"], task["candidate_groups"], planted, facts)
         done.append(task["step_id"])
     raise AssertionError(f"no closure after {limit} tasks: {done}")

@@ -15,6 +15,7 @@ from eri.runtime import Runtime
 from tests.api.casework_support import (
     GT_ADULT,
     Team,
+    do_task,
     drive_to_closure,
     form_for,
     open_case,
@@ -36,7 +37,7 @@ async def test_a_team_drives_a_guatemalan_case_to_closure_over_http(team: Team) 
     opened = await open_case(team, "coord.svet", GT_ADULT, intake={"alias": "Persona Sintética"})
     assert [t["step_id"] for t in opened["open_tasks"]] == ["detection"]
     assert opened["open_tasks"][0]["title"] == "Detección de una posible víctima"
-    steps = await drive_to_closure(team, opened)
+    steps = await drive_to_closure(team, opened, GT_ADULT)
     assert steps[0] == "detection" and steps[-1] == "case_closure"
     assert sorted(steps) == sorted(
         [
@@ -81,7 +82,7 @@ async def test_a_team_drives_a_honduran_case_to_closure_over_http(team: Team) ->
         protocol_id="hn-cicesct",
     )
     assert [t["step_id"] for t in opened["open_tasks"]] == ["detection_and_report"]
-    steps = await drive_to_closure(team, opened)
+    steps = await drive_to_closure(team, opened, GT_ADULT)
     assert steps[0] == "detection_and_report" and steps[-1] == "case_closure"
     assert set(steps) == {
         "detection_and_report",
@@ -112,6 +113,35 @@ async def test_a_team_drives_a_honduran_case_to_closure_over_http(team: Team) ->
     assert elsewhere.status_code == 404, elsewhere.text
     case = await team.client.get(f"/v1/cases/{case_id}", headers=team.h("coord.cicesct"))
     assert case.json()["status"] == "closed"
+
+
+async def test_the_identification_form_answering_under_18_starts_the_child_route(
+    team: Team,
+) -> None:
+    """Opened not knowing the person's age, the case learns it from the identification form:
+    the child route starts with that completion, no separate fact call needed."""
+    unknown_age = {k: v for k, v in GT_ADULT.items() if k != "minor"}
+    view = await open_case(team, "coord.svet", unknown_age)
+    child = {**GT_ADULT, "minor": True}
+    for _ in range(3):  # detection, ERI activation, identification
+        (task,) = view["open_tasks"]
+        view = await do_task(team, task["task_id"], task["candidate_groups"], facts=child)
+    assert task["step_id"] == "identification"
+    steps = {t["step_id"] for t in view["open_tasks"]}
+    assert "child_pgn_intervention" in steps and "adult_care_plan" not in steps
+    seen = await team.client.get(
+        f"/v1/tasks/{task['task_id']}", headers=team.h(team.who_can(task["candidate_groups"]).name)
+    )
+    records = {f["id"]: f["sets_fact"] for f in seen.json()["form"]["fields"]}
+    assert records["minor"] == "minor" and records["nationality"] is None
+    case = await team.client.get(f"/v1/cases/{view['case_id']}", headers=team.h("coord.svet"))
+    assert case.json()["protocol"]["version"] == "1.1.0"
+    assert case.json()["facts"]["minor"] is True
+    timeline = await team.client.get(
+        f"/v1/cases/{view['case_id']}/timeline", headers=team.h("coord.svet")
+    )
+    facts_recorded = [e for e in timeline.json()["items"] if e["action"] == "fact.changed"]
+    assert [e["step_id"] for e in facts_recorded] == ["identification"]
 
 
 async def test_the_inbox_shows_each_group_its_tasks_only(team: Team) -> None:

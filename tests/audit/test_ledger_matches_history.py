@@ -114,7 +114,7 @@ async def test_every_action_leaves_exactly_one_entry(
         assert r.status_code in (403, 404), (name, r.text)
         denials += 1
 
-    await drive_to_closure(team, consent.json())
+    await drive_to_closure(team, consent.json(), {**GT_ADULT, "risk_level": "medium"})
 
     entries = await ledger.entries(team.services.sessions, case_id=case_id)
     actions = Counter(e.action for e in entries)

@@ -52,6 +52,20 @@ def test_identifying_fields_are_pii(protocol: Protocol) -> None:
                 assert field.pii, (step.id, field.id)
 
 
+def test_every_answer_a_branch_reads_records_its_fact(protocol: Protocol) -> None:
+    """A form field named like a fact (and the informed decision, for consent) records it, so
+    what a responder answers is what the case's route follows."""
+    facts = {f.id for f in protocol.facts}
+    recorded = set()
+    for step in protocol.steps:
+        for field in step.form.fields if step.form else []:
+            if field.id in facts:
+                assert field.sets_fact == field.id, (step.id, field.id)
+            if field.sets_fact:
+                recorded.add(field.sets_fact)
+    assert {"minor", "foreign_national", "consent", "risk_level"} <= recorded
+
+
 def test_no_personal_data_in_definitions() -> None:
     for path in definitions_dir().glob("*.yaml"):
         text = path.read_text(encoding="utf-8")

@@ -80,6 +80,8 @@ EXPECTED: dict[str, str] = {
     "has the field 'place' 2 times",
     "field_values": "field_values.yaml: step 'intake', field 'form.fields.channel': an enum "
     "field needs at least two values",
+    "field_fact": "field_fact.yaml: step 'intake', field 'form.fields.channel.sets_fact': the "
+    "fact 'consent' cannot take the value(s) phone, visit",
     "fact_space": "fact_space.yaml: protocol, field 'facts': the facts the steps branch on have "
     "131072 combinations; keep it under 20000",
 }
@@ -107,7 +109,12 @@ PINNING: dict[str, tuple[str, str]] = {
 def test_definitions_validate() -> None:
     protocols, problems = validate_path(definitions_dir())
     assert [str(p) for p in problems] == []
-    assert sorted(p.key for p in protocols) == ["gt-eri@1.0.0", "hn-cicesct@1.0.0"]
+    assert sorted(p.key for p in protocols) == [
+        "gt-eri@1.0.0",
+        "gt-eri@1.1.0",
+        "hn-cicesct@1.0.0",
+        "hn-cicesct@1.1.0",
+    ]
 
 
 def test_base_fixture_is_valid() -> None:

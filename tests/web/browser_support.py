@@ -13,7 +13,7 @@ import asyncio
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from playwright.async_api import Browser, BrowserContext, Page, Response
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Response
 from sqlalchemy import select, update
 from temporalio.testing import WorkflowEnvironment
 
@@ -244,13 +244,28 @@ async def settled(page: Page, url: str | re.Pattern[str]) -> None:
     await page.locator("main h1").first.wait_for()
 
 
-async def fill_form(page: Page, planted: dict[str, str] | None = None) -> None:
+async def fill_form(
+    page: Page, planted: dict[str, str] | None = None, facts: Mapping[str, Any] | None = None
+) -> None:
     """Answer every field of the form on the page with synthetic values (as
     ``tests.api.casework_support.form_for`` does for the API): yes, the first option, 1, a
-    date, now; free text gets a planted value if given."""
+    date, now; free text gets a planted value if given. A field that records a case fact (the
+    page says so) answers what ``facts`` says, so the case keeps its route."""
+
+    async def known(field: Locator) -> Any:
+        """The fact's value if the field records a fact ``facts`` gives; else None."""
+        holder = await field.locator("xpath=ancestor::div[@data-sets-fact][1]").all()
+        name = await holder[0].get_attribute("data-sets-fact") if holder else None
+        return (facts or {}).get(name or "")
+
     for fieldset in await page.locator("#task-form fieldset").all():
-        await fieldset.locator("input[value=true]").check()
+        answer = "false" if await known(fieldset) is False else "true"
+        await fieldset.locator(f"input[value={answer}]").check()
     for select_ in await page.locator("#task-form select").all():
+        fact = await known(select_)
+        if fact is not None:
+            await select_.select_option(str(fact))
+            continue
         options = await select_.locator("option").all()
         value = await options[1].get_attribute("value")
         await select_.select_option(value)
@@ -362,8 +377,10 @@ async def do_task_on_page(
     task_id: str,
     planted: dict[str, str] | None = None,
     screenshots: str | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> None:
-    """From the inbox: open the task, claim it, answer its form, complete it."""
+    """From the inbox: open the task, claim it, answer its form (as ``fill_form``), complete
+    it."""
     await page.goto(web.base_url + "/web/inbox")
     if screenshots:
         await shot(page, f"{screenshots}-inbox")
@@ -374,7 +391,7 @@ async def do_task_on_page(
         await shot(page, f"{screenshots}-task")
     await page.click("button:has-text('Tomar la tarea'), button:has-text('Claim the task')")
     await settled(page, re.compile(r".*\?claimed=1$"))
-    await fill_form(page, planted)
+    await fill_form(page, planted, facts)
     if screenshots:
         await shot(page, f"{screenshots}-task-claimed")
     await page.click("button[value=complete]")

@@ -12,8 +12,10 @@ import re
 from typing import Any
 
 from playwright.async_api import Browser, Page
+from sqlalchemy import select
 
 from eri.canary import LeakScanner
+from eri.db.models import TaskRow
 from tests.api.casework_support import GT_ADULT
 from tests.test_leak_canary import planted_person
 from tests.web.browser_support import (
@@ -73,10 +75,20 @@ async def _walk(
         # Screenshots of the first task with a deadline (its due time shows in the inbox).
         first = screenshots and not shots_taken and await has_deadline(web, task_id)
         shots_taken = shots_taken or first
-        await do_task_on_page(worker, web, task_id, planted, "responder" if first else None)
+        await do_task_on_page(
+            worker, web, task_id, planted, "responder" if first else None, facts=GT_ADULT
+        )
         await recorder.title(worker)
         done.append(task_id.split(":")[1] if ":" in task_id else task_id)
     assert await case_status(web, case_id) == "closed", done
+    # The forms' answers that record facts kept the adult route (they answered as GT_ADULT).
+    async with web.services.sessions() as session:
+        steps = set(
+            (await session.execute(select(TaskRow.step_id).where(TaskRow.case_id == case_id)))
+            .scalars()
+            .all()
+        )
+    assert not {s for s in steps if s.startswith("child_")}, steps
     # The opener sees the closed case, with its timeline, from a phone.
     await page.goto(web.base_url + f"/web/cases/{case_id}")
     await settled(page, re.compile(f".*/web/cases/{case_id}$"))

@@ -17,7 +17,7 @@ from api.web import session as web_session
 from eri import users
 from eri.db.models import LedgerEntry, TaskRow, WebSession
 from eri.settings import Settings
-from tests.api.casework_support import GT_ADULT, open_case
+from tests.api.casework_support import GT_ADULT, do_task, open_case
 from tests.web.browser_support import (
     PASSWORD,
     WebApp,
@@ -326,6 +326,24 @@ async def test_show_more_walks_the_whole_inbox_once(web: WebApp, browser: Browse
     assert pages >= 2
     assert len(seen) == len(set(seen)), "a task shows on two pages"
     assert set(opened) <= set(seen), "a task shows on no page"
+    await page.context.close()
+
+
+async def test_a_field_that_records_a_fact_says_so(web: WebApp, browser: Browser) -> None:
+    """The identification form's "under 18" decides the route: the page tells the responder."""
+    team = web.teams["gt-eri"]
+    view = await open_case(team, "coord.svet", GT_ADULT)
+    while (task := view["open_tasks"][0])["step_id"] != "identification":
+        view = await do_task(
+            team, task["task_id"], task["candidate_groups"], facts=GT_ADULT, in_inbox=False
+        )
+    page = await sign_in(web, browser, "gt-eri", team.who_can(task["candidate_groups"]).name)
+    await page.goto(f"{web.base_url}/web/tasks/{task['task_id']}")
+    minor = page.locator("div.field[data-sets-fact='minor']")
+    assert "Menor de 18 años" in await minor.inner_text()
+    assert "queda como dato del caso" in await minor.inner_text()
+    nationality = page.locator("div.field", has=page.locator("#fld-nationality"))
+    assert "dato del caso" not in await nationality.inner_text()  # free text sets no fact
     await page.context.close()
 
 

@@ -2,10 +2,11 @@
 would, on the time-skipping server and ERI's production worker.
 
 Every open task is claimed and completed with a valid form generated from its step's fields
-(synthetic values only, all marked FICTICIO); facts are recorded as the forms reveal them (a form
-field named like a fact, and ``decision`` for ``consent``). The clock is advanced to every
-deadline, escalation rung and follow-up the protocol sets: one second before it nothing has
-fired, and its ledger entry (and, for a rung, its notification) carries the protocol time.
+(synthetic values only, all marked FICTICIO); facts are recorded as the forms reveal them: the
+engine records the answer of a field marked ``sets_fact`` on completion (under 1.0.0, which
+marks none, the team records the fact named like the field itself). The clock is advanced
+to every deadline, escalation rung and follow-up the protocol sets: one second before it nothing
+has fired, and its ledger entry (and, for a rung, its notification) carries the protocol time.
 
 A *branch* is the set of facts a case ends with; a *policy* says how long tasks stay open:
 
@@ -58,7 +59,6 @@ PROTOCOL_IDS = ("gt-eri", "hn-cicesct")
 # A scheduled entry must carry its protocol time to within this (the server's timers fire a few
 # milliseconds after the time they were set for; they never fire early).
 TOLERANCE = timedelta(seconds=1)
-FORM_FACTS = {"decision": "consent"}  # form fields that record a fact of another name
 SCHEDULED = ("deadline.missed", "escalation.rung")
 
 # Replayable histories carry no secret: the production payload converter without the
@@ -157,10 +157,21 @@ def protocols() -> dict[str, tuple[Protocol, str]]:
     return found
 
 
+# Under 1.0.0 no field is marked ``sets_fact``: the team records a fact itself after the form that
+# revealed it (a field named like the fact, or one of these).
+FORM_FACTS = {"decision": "consent"}
+
+
+def form_fact(protocol: Protocol, form_field: FormField) -> str | None:
+    """The fact a form field reveals: the one it records (``sets_fact``), or by its name."""
+    name = form_field.sets_fact or FORM_FACTS.get(form_field.id, form_field.id)
+    return name if name in {f.id for f in protocol.facts} else None
+
+
 def form_facts(protocol: Protocol) -> set[str]:
-    """Facts some step's form records."""
-    names = {FORM_FACTS.get(f.id, f.id) for s in protocol.steps if s.form for f in s.form.fields}
-    return names & {f.id for f in protocol.facts}
+    """Facts some step's form reveals."""
+    found = {form_fact(protocol, f) for s in protocol.steps if s.form for f in s.form.fields}
+    return {name for name in found if name is not None}
 
 
 # --- the clock, checked independently of the engine ---------------------------------------
@@ -425,7 +436,7 @@ class CaseRun:
         return {f.id: self._value(step, f, at) for f in (step.form.fields if step.form else [])}
 
     def _value(self, step: Step, form_field: FormField, at: datetime) -> Any:
-        fact = FORM_FACTS.get(form_field.id, form_field.id)
+        fact = form_fact(self.protocol, form_field)
         if fact == "follow_up_complete":
             visits = len(self.completed_at.get(step.id, [])) + 1
             return visits >= self.branch.follow_up_visits
@@ -467,12 +478,15 @@ class CaseRun:
             if expected.task_id == task.task_id and expected.fired is None:
                 assert expected.fire > at, f"{expected} should have fired before completion"
                 expected.waited = False  # the task is done: it must never fire
-        known = {f.id for f in self.protocol.facts}
         if step.repeats is not None:
             self.visits_over[step.id] = form.get("follow_up_complete") is True
-        for name, value in form.items():
-            fact = FORM_FACTS.get(name, name)
-            if fact in known and self.facts.get(fact) != value:
+        for form_field in step.form.fields if step.form else []:
+            fact, value = form_fact(self.protocol, form_field), form.get(form_field.id)
+            if fact is None or value is None or self.facts.get(fact) == value:
+                continue
+            if form_field.sets_fact:  # the engine recorded it with the completion, at its time
+                self.facts[fact], self.fact_times[fact] = value, at
+            else:
                 await self.set_fact(fact, value)
         if step.id == self.branch.revoke_after and not self.revoked:
             self.revoked = True
@@ -704,6 +718,7 @@ class CaseRun:
         assert actions[0][0] == "case.opened" and actions[-1][0] == "case.closed"
         assert [e.case_seq for e in entries] == list(range(1, len(entries) + 1))
         final = await self.handle.query(CaseWorkflow.state)
+        assert dict(final.facts) == self.facts, "the engine's facts are not the forms' answers"
         completed = sorted(
             {t.step_id for t in final.tasks.values() if t.status == "completed"}, key=self.order.get
         )

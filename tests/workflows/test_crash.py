@@ -183,7 +183,7 @@ class Case:
         )
 
     def completion(self, task: Task) -> Complete:
-        form = form_for(form_schema(GT.step(task.step_id), "en"))
+        form = form_for(form_schema(GT.step(task.step_id), "en"), facts=GT_ADULT)
         actor = who_can(task.candidate_groups)
         return Complete(at=now(), actor=actor, task_id=task.task_id, form=form)
 

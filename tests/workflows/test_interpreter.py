@@ -12,7 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.casework import form_schema
+from protocols.loader import load_protocol
 from protocols.model import Protocol
+from tests.api.casework_support import form_for
 from workflows.interpreter import (
     Actor,
     Audit,
@@ -427,3 +430,68 @@ def test_a_follow_up_that_ended_after_it_was_scheduled_wakes_nothing() -> None:
         assert wake is None or wake > week + timedelta(hours=1), (fact, wake)
         # the legacy rule (kept for running cases) is the looping one
         assert next_wake(MINI, state, legacy_follow_ups=True) == week
+
+
+# --- form answers that record facts (the shipped protocols, 1.1.0 against 1.0.0) -----------
+
+GT_NEW = load_protocol("gt-eri", "1.1.0")
+GT_OLD = load_protocol("gt-eri", "1.0.0")
+
+
+def _at_identification(p: Protocol, facts: dict[str, Any]) -> tuple[CaseState, datetime]:
+    """A case of ``p`` opened with ``facts``, worked up to its open identification task."""
+    state, _ = apply(
+        p, None, Opened(at=T0, actor=COORD, facts=facts), case_id="case_test0002", protocol_hash="h"
+    )
+    at = T0
+    while state.task_of("identification") is None:
+        (open_task,) = state.open_tasks()
+        at += timedelta(minutes=10)
+        event = Complete(
+            at=at,
+            actor=COORD,
+            task_id=open_task.task_id,
+            form=form_for(form_schema(p.step(open_task.step_id), "en")),
+        )
+        check(p, state, event)
+        state, _ = apply(p, state, event)
+    return state, at + timedelta(minutes=10)
+
+
+def _identify(p: Protocol, state: CaseState, at: datetime, minor: bool) -> tuple[CaseState, Any]:
+    form = {"indicators_confirmed": True, "minor": minor, "foreign_national": False}
+    event = Complete(at=at, actor=COORD, task_id=task(state, "identification"), form=form)
+    check(p, state, event)
+    return apply(p, state, event)
+
+
+def test_under_18_on_the_identification_form_records_the_fact_and_opens_the_child_route() -> None:
+    state, at = _at_identification(GT_NEW, {})
+    assert "minor" not in state.facts
+    state, actions = _identify(GT_NEW, state, at, minor=True)
+    assert state.facts["minor"] is True and state.facts["foreign_national"] is False
+    assert state.fact_times["minor"] == at
+    recorded = [a for a in actions if isinstance(a, Audit) and a.action == "fact.changed"]
+    assert [(a.step_id, a.detail) for a in recorded] == [
+        ("identification", {"fact": "minor", "corrected": False}),
+        ("identification", {"fact": "foreign_national", "corrected": False}),
+    ]
+    child = state.task_of("child_pgn_intervention")
+    assert child is not None and child.status == "open"
+    assert child.due_at == at + timedelta(hours=2)  # anchored on the fact's recording
+
+
+def test_a_form_answer_corrects_a_fact_and_an_equal_answer_records_nothing() -> None:
+    state, at = _at_identification(GT_NEW, {"minor": False, "foreign_national": False})
+    state, actions = _identify(GT_NEW, state, at, minor=True)
+    recorded = [a.detail for a in actions if isinstance(a, Audit) and a.action == "fact.changed"]
+    assert recorded == [{"fact": "minor", "corrected": True}]  # foreign_national was known
+    assert state.task_of("child_pgn_intervention") is not None
+
+
+def test_a_case_pinned_to_1_0_0_keeps_its_forms_apart_from_its_facts() -> None:
+    state, at = _at_identification(GT_OLD, {})
+    state, actions = _identify(GT_OLD, state, at, minor=True)
+    assert "minor" not in state.facts
+    assert "fact.changed" not in audits(actions)
+    assert state.task_of("child_pgn_intervention") is None  # waits for the fact
