@@ -59,6 +59,8 @@ PROTOCOL_IDS = ("gt-eri", "hn-cicesct")
 # A scheduled entry must carry its protocol time to within this (the server's timers fire a few
 # milliseconds after the time they were set for; they never fire early).
 TOLERANCE = timedelta(seconds=1)
+# A command is not sent while an awaited timer is this close (see CaseRun._imminent).
+IMMINENT = timedelta(seconds=2)
 SCHEDULED = ("deadline.missed", "escalation.rung")
 
 # Replayable histories carry no secret: the production payload converter without the
@@ -648,6 +650,16 @@ class CaseRun:
             assert e.fired is not None, f"{e.action} of {e.step_id} did not fire at {to}"
             await self._check_notices(e)
 
+    async def _imminent(self) -> datetime | None:
+        """The time of an awaited timer due within ``IMMINENT``, if any. It is let fire before
+        the next command: the time-skipping test server refuses a workflow task that cancels a
+        timer which fired while the task ran, and leaves the case hanging (it never times the
+        task out; temporalio/sdk-java#2606 and #3088). The real server handles that race."""
+        now = await self.now()
+        due = [e.fire for e in self.expected.values() if e.waited and e.fired is None]
+        soon = min(due, default=None)
+        return soon if soon is not None and soon - now < IMMINENT else None
+
     def _ready(self, task: Task) -> bool:
         return all(
             e.fired is not None
@@ -691,6 +703,10 @@ class CaseRun:
             if ready and ready[0].step_id == stop_before and len(ready) == 1:
                 return None
             if ready:
+                if soon := await self._imminent():
+                    self.view = None
+                    await self._advance(soon)
+                    continue
                 await self.work(ready[0])
                 continue
             self.view = None
