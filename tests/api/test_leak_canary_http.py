@@ -101,7 +101,7 @@ async def test_no_planted_value_leaks_through_the_task_api(
                 "PUT",
                 f"{path}/draft",
                 member.name,
-                json={"form": form_for(schema, person["statement"])},
+                json={"form": form_for(schema, person["statement"], GT_ADULT)},
                 idem=False,
             )
             bad = await call(
@@ -116,7 +116,7 @@ async def test_no_planted_value_leaks_through_the_task_api(
                 "POST",
                 f"{path}/complete",
                 member.name,
-                json={"form": form_for(schema, person["statement"])},
+                json={"form": form_for(schema, person["statement"], GT_ADULT)},
             )
             assert done.status_code == 200, done.text
             view = done.json()
