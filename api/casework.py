@@ -446,24 +446,13 @@ def if_match_revision(header: str | None) -> int | None:
 
 
 def task_summary(row: TaskRow, groups: list[str], p: Protocol, lang: str) -> dict[str, Any]:
-    step = p.step(row.step_id)
-    return {
-        "task_id": row.task_id,
-        "case_id": row.case_id,
-        "protocol": {"id": row.protocol_id, "version": row.protocol_version},
-        "step_id": row.step_id,
-        "title": step.title.get(lang),
-        "occurrence": row.occurrence,
-        "status": row.status,
-        "assignee": row.assignee,
-        "candidate_groups": sorted(groups),
-        "opened_at": row.opened_at,
-        "due_at": row.due_at,
-        "overdue": row.deadline_missed,
-        "escalations": row.rungs_fired,
-        "closed_at": row.closed_at,
-        "revision": row.revision,
-    }
+    return _summary(row, row, groups, p, lang)
+
+
+def task_summary_of(task: Task, access: TaskAccess, lang: str) -> dict[str, Any]:
+    """:func:`task_summary` from the workflow's task (an update's answer) instead of its
+    read-model row: the same body, without reading the row again."""
+    return _summary(task, access.row, task.candidate_groups, access.case.protocol, lang)
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -471,11 +460,12 @@ def _utc(at: datetime | None) -> datetime | None:
     return at.astimezone(UTC) if at is not None else None
 
 
-def task_summary_of(task: Task, access: TaskAccess, lang: str) -> dict[str, Any]:
-    """:func:`task_summary` from the workflow's task (an update's answer) instead of its
-    read-model row: the same body, without reading the row again."""
-    row = access.row
-    step = access.case.protocol.step(task.step_id)
+def _summary(
+    task: TaskRow | Task, row: TaskRow, groups: list[str], p: Protocol, lang: str
+) -> dict[str, Any]:
+    """A task's summary: its state from ``task`` (the read-model row or the workflow's task),
+    its case and protocol from the row."""
+    step = p.step(task.step_id)
     return {
         "task_id": task.task_id,
         "case_id": row.case_id,
@@ -485,7 +475,7 @@ def task_summary_of(task: Task, access: TaskAccess, lang: str) -> dict[str, Any]
         "occurrence": task.occurrence,
         "status": task.status,
         "assignee": task.assignee,
-        "candidate_groups": sorted(task.candidate_groups),
+        "candidate_groups": sorted(groups),
         "opened_at": _utc(task.opened_at),
         "due_at": _utc(task.due_at),
         "overdue": task.deadline_missed,

@@ -171,18 +171,9 @@ class Stack:
         self.url = f"http://{self.settings.api_host}:{self.settings.api_port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         eri = [sys.executable, "-m", "eri.cli"]
-        command = temporal.dev_server_command(self.settings)
-        if not server_tuning:
-            at = next(
-                i
-                for i in range(len(command))
-                if tuple(command[i : i + len(temporal.DEV_SERVER_TUNING)])
-                == temporal.DEV_SERVER_TUNING
-            )
-            del command[at : at + len(temporal.DEV_SERVER_TUNING)]
         self.temporal = Managed(
             "temporal",
-            command,
+            temporal.dev_server_command(self.settings, tuning=server_tuning),
             self.env,
             data_dir / "temporal.log",
         )

@@ -117,8 +117,9 @@ async def set_retention(client: Client, namespace: str, days: int) -> None:
     )
 
 
-def dev_server_command(settings: Settings) -> list[str]:
-    """``temporal server start-dev`` on loopback with pinned ports and ERI's settings."""
+def dev_server_command(settings: Settings, *, tuning: bool = True) -> list[str]:
+    """``temporal server start-dev`` on loopback with pinned ports and ERI's settings;
+    ``tuning=False`` leaves out ``DEV_SERVER_TUNING`` (the dev server's own defaults)."""
     host, port = settings.temporal_host_port
     return [
         find_binary("temporal"),
@@ -145,6 +146,6 @@ def dev_server_command(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
-        *DEV_SERVER_TUNING,
+        *(DEV_SERVER_TUNING if tuning else ()),
         *search_attributes.cli_args(),
     ]
